@@ -1,0 +1,25 @@
+"""codectts: codec-token text-to-speech models for Hugging Face transformers.
+
+Importing the package registers its configuration, model and processor classes with transformers' Auto
+classes, so ``AutoConfig`` / ``AutoModel`` / ``AutoProcessor`` ``.from_pretrained(folder)`` work on folders written
+by our converters.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def _register_auto_classes() -> None:
+    from transformers import AutoConfig, AutoModel
+
+    # --- audio tokenizer (codec) ---
+
+    # --- delay-pattern generator ---
+
+    # --- local-transformer generator ---
+
+    # --- processor ---
+
+
+_register_auto_classes()

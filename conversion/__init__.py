@@ -1,0 +1,87 @@
+"""Converters from the official checkpoint layouts to codectts folders.
+
+``convert_checkpoint(src, dst)`` detects what ``src`` holds (MOSS-Audio-Tokenizer, MOSS-TTS Delay or MOSS-TTS-Local)
+from its ``config.json`` and writes a folder that ``AutoModel.from_pretrained`` loads after ``import codectts``.
+With ``tokenizer`` and ``audio_tokenizer`` a generator folder is completed into a bundle that
+``AutoProcessor.from_pretrained`` loads as well. The destination is written completely or not at all; the source
+is only read.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .io import CheckpointMismatchError, atomic_output_dir, read_json, same_folder
+
+KINDS = ("audio_tokenizer", "delay", "local")
+
+
+def detect_checkpoint_kind(config: dict) -> str:
+    """Tell which original model family a ``config.json`` dict describes.
+
+    The codec config carries ``encoder_kwargs``/``decoder_kwargs``. Delay and Local 1.0 both say
+    ``model_type: moss_tts_delay``; Local is recognised by its ``local_*`` fields.
+    """
+    model_type = config.get("model_type", "")
+    if isinstance(model_type, str) and model_type.startswith("codectts"):
+        raise ValueError(f"this folder is already in codectts format (model_type {model_type!r}); nothing to convert")
+    if "encoder_kwargs" in config and "decoder_kwargs" in config:
+        return "audio_tokenizer"
+    if "language_config" in config:
+        if any(k in config for k in ("local_num_layers", "local_hidden_size", "local_ffn_hidden_size")):
+            return "local"
+        return "delay"
+    raise ValueError(
+        "unrecognised checkpoint: expected a MOSS-Audio-Tokenizer config (encoder_kwargs/decoder_kwargs) or a "
+        f"MOSS-TTS config (language_config); got model_type={model_type!r} with keys {sorted(config)[:20]}"
+    )
+
+
+def _writer(kind: str):
+    if kind == "audio_tokenizer":
+        from .audio_tokenizer import write_converted_audio_tokenizer as write
+    elif kind == "delay":
+        from .delay import write_converted_delay as write
+    elif kind == "local":
+        from .local import write_converted_local as write
+    else:  # pragma: no cover - guarded by detect_checkpoint_kind
+        raise ValueError(kind)
+    return write
+
+
+def convert_checkpoint(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    tokenizer: str | os.PathLike | None = None,
+    audio_tokenizer: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Convert the original checkpoint folder ``src`` into a codectts folder ``dst``; returns ``dst``.
+
+    Args:
+        src: original checkpoint folder (``config.json`` + safetensors, possibly sharded).
+        dst: output folder; must not exist or be empty unless ``overwrite``.
+        tokenizer: text tokenizer folder to bundle with a generator (Delay/Local only).
+        audio_tokenizer: codec folder (original or already converted) to bundle with a generator.
+        overwrite: replace an existing non-empty ``dst`` once the new folder is complete.
+    """
+    src, dst = Path(src), Path(dst)
+    if not (src / "config.json").is_file():
+        raise FileNotFoundError(f"{src} has no config.json")
+    if dst.exists() and same_folder(src, dst):
+        raise ValueError("the destination must differ from the source folder (the source is never modified)")
+    kind = detect_checkpoint_kind(read_json(src / "config.json"))
+    if kind == "audio_tokenizer" and (tokenizer or audio_tokenizer):
+        raise ValueError("--tokenizer/--audio-tokenizer only apply to Delay/Local generator checkpoints")
+    with atomic_output_dir(dst, overwrite=overwrite) as out:
+        _writer(kind)(src, out)
+        if tokenizer is not None or audio_tokenizer is not None:
+            from .assemble import write_tts_bundle
+
+            write_tts_bundle(out, tokenizer=tokenizer, audio_tokenizer=audio_tokenizer)
+    return dst
+
+
+__all__ = ["CheckpointMismatchError", "KINDS", "convert_checkpoint", "detect_checkpoint_kind"]

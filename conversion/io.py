@@ -1,0 +1,122 @@
+"""Reading original checkpoints and writing converted folders safely.
+
+Shared by every converter: sharded safetensors loading, key/shape validation with errors that name the offending
+tensors, and an all-or-nothing output directory (a failed conversion never leaves a half-written folder, and the
+source folder is never touched).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import torch
+from safetensors import safe_open
+
+
+class CheckpointMismatchError(ValueError):
+    """The tensors of a checkpoint do not match what the model expects (missing, unexpected or mis-shaped)."""
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def safetensors_files(folder: str | os.PathLike) -> list[Path]:
+    """The weight files of a (possibly sharded) safetensors checkpoint folder, in a stable order."""
+    folder = Path(folder)
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise CheckpointMismatchError(f"{index} has no 'weight_map'")
+        files = sorted({folder / name for name in weight_map.values()})
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise FileNotFoundError(f"shards listed in {index} are missing: {missing}")
+        return files
+    single = folder / "model.safetensors"
+    if single.is_file():
+        return [single]
+    found = sorted(folder.glob("*.safetensors"))
+    if found:
+        return found
+    raise FileNotFoundError(f"no safetensors weights (model.safetensors or an index) in {folder}")
+
+
+def load_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors checkpoint folder (single file or sharded with an index)."""
+    state: dict[str, torch.Tensor] = {}
+    for file in safetensors_files(folder):
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():
+                if key in state:
+                    raise CheckpointMismatchError(f"tensor {key!r} appears in more than one shard ({file.name})")
+                state[key] = f.get_tensor(key)
+    return state
+
+
+def check_state_dict(
+    state: Mapping[str, torch.Tensor], expected: Mapping[str, tuple[int, ...]], what: str = "checkpoint"
+) -> None:
+    """Raise :class:`CheckpointMismatchError` naming every missing, unexpected or mis-shaped tensor."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    misshaped = sorted(
+        f"{k}: expected {tuple(expected[k])}, found {tuple(state[k].shape)}"
+        for k in set(expected) & set(state)
+        if tuple(state[k].shape) != tuple(expected[k])
+    )
+    problems = []
+    if missing:
+        problems.append(f"missing tensors ({len(missing)}): {_preview(missing)}")
+    if unexpected:
+        problems.append(f"unexpected tensors ({len(unexpected)}): {_preview(unexpected)}")
+    if misshaped:
+        problems.append(f"tensors with the wrong shape ({len(misshaped)}): {_preview(misshaped)}")
+    if problems:
+        raise CheckpointMismatchError(f"{what} does not match the model: " + "; ".join(problems))
+
+
+def _preview(items: list[str], limit: int = 12) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+@contextlib.contextmanager
+def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder next to ``dst``; it becomes ``dst`` only if the block finishes without error.
+
+    ``dst`` must not exist (or be an empty folder) unless ``overwrite``; with ``overwrite`` the old folder is
+    replaced only after the new one is complete.
+    """
+    dst = Path(dst).absolute()
+    if dst.exists():
+        if not dst.is_dir():
+            raise FileExistsError(f"{dst} exists and is not a folder")
+        if any(dst.iterdir()) and not overwrite:
+            raise FileExistsError(f"{dst} exists and is not empty (pass overwrite=True / --overwrite to replace it)")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    try:
+        yield tmp
+        if dst.exists():
+            old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+            os.replace(dst, old)
+            os.replace(tmp, dst)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def same_folder(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
