@@ -35,8 +35,9 @@ def test_round_trip_and_staircase(batch, frames, codebooks, seed):
     assert delayed.shape[-2:] == (frames + codebooks - 1, codebooks)
     assert torch.equal(revert_delay_pattern(delayed), codes)
     # every (row, codebook) either holds codes[row - j, j] or pad, checked element-wise
-    flat = delayed.reshape(-1, frames + codebooks - 1, codebooks)
-    ref = codes.reshape(-1, frames, codebooks)
+    lead = 1 if batch is None else batch
+    flat = delayed.reshape(lead, frames + codebooks - 1, codebooks)
+    ref = codes.reshape(lead, frames, codebooks)
     for r in range(frames + codebooks - 1):
         for j in range(codebooks):
             t = r - j
