@@ -16,6 +16,11 @@ def _register_auto_classes() -> None:
     # --- audio tokenizer (codec) ---
 
     # --- delay-pattern generator ---
+    from .configuration.delay import CodecTTSDelayConfig
+    from .modeling.delay import CodecTTSDelayForConditionalGeneration
+
+    AutoConfig.register(CodecTTSDelayConfig.model_type, CodecTTSDelayConfig, exist_ok=True)
+    AutoModel.register(CodecTTSDelayConfig, CodecTTSDelayForConditionalGeneration, exist_ok=True)
 
     # --- local-transformer generator ---
 

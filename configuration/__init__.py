@@ -1,1 +1,2 @@
 """configuration"""
+from .delay import DELAY_GENERATION_PRESETS, CodecTTSDelayConfig  # noqa: F401

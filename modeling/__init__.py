@@ -1,1 +1,3 @@
 """modeling"""
+from .delay import CodecTTSDelayForConditionalGeneration, CodecTTSDelayOutputWithPast  # noqa: F401
+from .delay_pattern import apply_delay_pattern, audio_block_rows, revert_delay_pattern  # noqa: F401

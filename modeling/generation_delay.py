@@ -1,0 +1,3 @@
+from transformers import GenerationMixin
+class CodecTTSDelayGenerationMixin(GenerationMixin):
+    pass
