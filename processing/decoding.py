@@ -32,7 +32,7 @@ class ParsedGeneration:
     """Codec-free view of one generated sequence."""
 
     text_ids: list[int]
-    """Generated text-column ids (prompt excluded; trailing end-of-turn/pad removed)."""
+    """Generated text-column ids (prompt excluded; cut at the end of the turn, trailing padding removed)."""
     segments: list[torch.Tensor] = field(default_factory=list)
     """Audio segments, each ``[frames, N]`` int64 codes including any continuation prefix frames."""
     prefix_frames: list[int] = field(default_factory=list)
@@ -90,7 +90,8 @@ def parse_generation(
     prompt_length: int,
     fmt: PromptFormat,
     *,
-    end_of_turn_ids: tuple[int, ...] = (),
+    stop_ids: tuple[int, ...] = (),
+    trailing_ids: tuple[int, ...] = (),
     include_end_frame: bool = False,
     num_quantizers: int | None = None,
 ) -> ParsedGeneration:
@@ -98,7 +99,8 @@ def parse_generation(
 
     Args:
         prompt_length: number of leading rows that are the prompt (the padded prompt length for a batch).
-        end_of_turn_ids: text ids dropped from the end of the generated text (``<|im_end|>``, padding).
+        stop_ids: the generated text ends before the first of these (``<|im_end|>``: end of the assistant turn).
+        trailing_ids: ids dropped from the end of the generated text (padding of finished sequences).
         include_end_frame: Local only: also decode the codes sampled on the ``<|audio_end|>`` row (reference
             behaviour; they were never trained).
         num_quantizers: keep only the first ``K`` codebooks (Local generation with ``n_vq_for_inference=K`` fills
@@ -142,7 +144,10 @@ def parse_generation(
             block_begin = i + 1
 
     generated = text[prompt_length:].tolist()
-    while generated and generated[-1] in end_of_turn_ids:
+    stops = [i for i, token in enumerate(generated) if token in stop_ids]
+    if stops:
+        generated = generated[: stops[0]]
+    while generated and generated[-1] in trailing_ids:
         generated.pop()
     return ParsedGeneration(text_ids=generated, segments=segments, prefix_frames=prefixes)
 

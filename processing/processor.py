@@ -508,10 +508,13 @@ class CodecTTSProcessor(ProcessorMixin):
             input_values[b, 0, : wav.shape[0]] = wav.to(device=device, dtype=dtype)
             padding_mask[b, : wav.shape[0]] = True
         output = codec.encode(input_values, padding_mask=padding_mask, num_quantizers=n_vq)
-        codes, lengths = output.audio_codes, output.audio_codes_lengths
+        codes = output.audio_codes
         if codes.shape[1] < n_vq:
             raise ValueError(f"the codec returned {codes.shape[1]} codebooks, {n_vq} requested")
-        return [codes[b, :n_vq, : int(lengths[b])].T.contiguous().cpu().long() for b in range(len(wavs))]
+        # Whole frames only: a trailing partial frame (< 80 ms of zero-padded audio) is dropped, as in the prompts
+        # the checkpoints were trained with (the reference codec floors the frame count).
+        frame_size = self._frame_size()
+        return [codes[b, :n_vq, : w.shape[0] // frame_size].T.contiguous().cpu().long() for b, w in enumerate(wavs)]
 
     @torch.no_grad()
     def decode_audio_codes(self, audio_codes: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -602,10 +605,10 @@ class CodecTTSProcessor(ProcessorMixin):
         All segments of all items are decoded in ONE codec call; continuation prefixes are cut exactly.
         """
         fmt = self.prompt_format
-        end_of_turn = (self.im_end_token_id, self.pad_token_id, self.audio_end_token_id)
         parsed = [
             parse_generation(
-                seq, plen, fmt, end_of_turn_ids=end_of_turn, include_end_frame=include_end_frame,
+                seq, plen, fmt, stop_ids=(self.im_end_token_id,), trailing_ids=(self.pad_token_id,),
+                include_end_frame=include_end_frame,
                 num_quantizers=num_quantizers,
             )
             for seq, plen in self._sequences_and_prompt_lengths(sequences, prompt_length, input_ids)
