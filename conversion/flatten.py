@@ -26,6 +26,7 @@ The output is deterministic: same sources, same bytes.
 from __future__ import annotations
 
 import ast
+import inspect
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -95,14 +96,24 @@ class PackageFlattener:
 
     # ----------------------------------------------------------------------------------------------------- public
     def module_of(self, obj: type | str) -> str:
-        """Package-relative dotted module of a class (or of a dotted module name, absolute or relative)."""
-        dotted = obj if isinstance(obj, str) else obj.__module__
-        prefix = self.package_name + "."
-        if dotted.startswith(prefix):
-            dotted = dotted[len(prefix) :]
-        elif not isinstance(obj, str):
-            raise FlattenError(f"{obj.__qualname__} is defined in {dotted!r}, outside the {self.package_name} package")
-        return dotted
+        """Package-relative dotted module of a class (or of a dotted module name, absolute or relative).
+
+        A class is located by its source file rather than its ``__module__``: the same files can be imported under
+        another package name (pytest, for one, imports a rootdir that has an ``__init__.py`` under the folder's name).
+        """
+        if isinstance(obj, str):
+            prefix = self.package_name + "."
+            return obj[len(prefix) :] if obj.startswith(prefix) else obj
+        source = inspect.getsourcefile(obj)
+        try:
+            relative = Path(source).resolve().relative_to(self.package_root.resolve())
+        except (TypeError, ValueError):
+            raise FlattenError(
+                f"{obj.__qualname__} is defined in {obj.__module__!r} ({source}), outside the {self.package_name} "
+                f"package at {self.package_root}"
+            ) from None
+        parts = relative.with_suffix("").parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
     def flatten(self, roots: Iterable[type | str]) -> dict[str, str]:
         """Generated files ``{"modeling_delay.py": text, ...}`` for the closure of ``roots`` (classes or modules)."""
