@@ -14,6 +14,11 @@ def _register_auto_classes() -> None:
     from transformers import AutoConfig, AutoModel
 
     # --- audio tokenizer (codec) ---
+    from .configuration.audio_tokenizer import CodecTTSAudioTokenizerConfig
+    from .modeling.audio_tokenizer import CodecTTSAudioTokenizerModel
+
+    AutoConfig.register(CodecTTSAudioTokenizerConfig.model_type, CodecTTSAudioTokenizerConfig, exist_ok=True)
+    AutoModel.register(CodecTTSAudioTokenizerConfig, CodecTTSAudioTokenizerModel, exist_ok=True)
 
     # --- delay-pattern generator ---
     from .configuration.delay import CodecTTSDelayConfig

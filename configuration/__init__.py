@@ -1,2 +1,3 @@
 """configuration"""
+from .audio_tokenizer import CodecTTSAudioTokenizerConfig  # noqa: F401
 from .delay import DELAY_GENERATION_PRESETS, CodecTTSDelayConfig  # noqa: F401
