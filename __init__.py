@@ -28,6 +28,11 @@ def _register_auto_classes() -> None:
     AutoModel.register(CodecTTSDelayConfig, CodecTTSDelayForConditionalGeneration, exist_ok=True)
 
     # --- local-transformer generator ---
+    from .configuration.local import CodecTTSLocalConfig
+    from .modeling.local import CodecTTSLocalForConditionalGeneration
+
+    AutoConfig.register(CodecTTSLocalConfig.model_type, CodecTTSLocalConfig, exist_ok=True)
+    AutoModel.register(CodecTTSLocalConfig, CodecTTSLocalForConditionalGeneration, exist_ok=True)
 
     # --- processor ---
 

@@ -1,0 +1,387 @@
+"""Generation for the Local generator: one backbone step per frame, then a local loop over the frame's channels.
+
+``generate()`` goes through transformers' ``GenerationMixin.generate`` (generation-config handling, cache creation,
+stopping criteria, ``max_new_tokens``, streamers) and overrides its ``_sample`` — used for both greedy and sampling —
+with the frame loop:
+
+1. backbone step (whole prompt first, then the newest row) → post-norm latent of the last row;
+2. :meth:`decode_frame`: the local transformer picks the text token, then codebooks ``0..K-1`` one by one, each
+   conditioned on the previous choices through the **local KV cache** (exact: the local stack has no positions);
+3. the row ``[text, codes..., pad...]`` is appended; a sequence stops at ``<|audio_end|>`` (or at ``max_new_tokens``).
+
+``decode_frame`` is static-shape and synchronisation-free (Python-int channel positions, preallocated local cache,
+boolean repetition history, exponential-race sampling), so it can be compiled with ``fullgraph=True`` and captured
+in a CUDA graph; ``generate`` compiles it (and the backbone step) whenever transformers would auto-compile, i.e. with
+``cache_implementation="static"`` on an accelerator.
+
+Deliberate deviations from the original MOSS-TTS-Local 1.0 ``generate`` (which returned a list of
+``(start_length, rows)`` tuples; ours returns ``sequences`` [B, T_prompt + frames, 1 + N] like any transformers model):
+
+* the frame whose text token is ``<|audio_end|>`` is not audio: its codes are replaced by the pad code (the original
+  keeps freshly sampled, never-trained codes there and decodes them as a final junk frame);
+* with ``n_vq_for_inference=K < N`` the unused codebooks are the pad code (the original writes code 0, a valid code
+  that its processor then decodes); decode only the first ``K`` codebooks;
+* rows after a sequence finished are ``[<|audio_end|>, pad, ...]`` (the original's convention, kept);
+* the local transformer is causal for every attention backend (the original's eager path is bidirectional);
+* ``n_vq_for_inference`` outside ``[1, N]`` raises instead of being clamped.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import GenerationConfig, GenerationMixin
+from transformers.cache_utils import DynamicCache, StaticCache
+from transformers.generation.utils import GenerateDecoderOnlyOutput
+
+from .local_sampling import ChannelSampling, select_tokens
+
+# Generation settings of this model family that GenerationConfig does not know (stored as custom attributes, so they
+# round-trip through generation_config.json).
+SAMPLING_FIELDS = (
+    "text_temperature",
+    "text_top_k",
+    "text_top_p",
+    "audio_temperature",
+    "audio_top_k",
+    "audio_top_p",
+    "audio_repetition_penalty",
+)
+
+# Recommended decoding of the released MOSS-TTS-Local-Transformer (1.7B): text 1.5/1.0/50, audio 1.0/0.95/50, rep 1.1.
+LOCAL_1_7B_PRESET = {
+    "text_temperature": 1.5,
+    "text_top_p": 1.0,
+    "text_top_k": 50,
+    "audio_temperature": 1.0,
+    "audio_top_p": 0.95,
+    "audio_top_k": 50,
+    "audio_repetition_penalty": 1.1,
+}
+DEFAULT_MAX_NEW_TOKENS = 4096  # frames (≈ 5.5 min at 12.5 frames/s)
+
+_UNSUPPORTED_STANDARD_WARPERS = ("temperature", "top_k", "top_p", "repetition_penalty", "min_p", "typical_p")
+
+
+@dataclass
+class CodecTTSLocalGenerateOutput(GenerateDecoderOnlyOutput):
+    """``GenerateDecoderOnlyOutput`` whose ``sequences`` are token matrices [batch, T_prompt + frames, 1 + n_vq].
+
+    ``n_vq_for_inference`` says how many codebooks were generated (the others hold the pad code).
+    """
+
+    n_vq_for_inference: int | None = None
+
+
+class CodecTTSLocalGenerationMixin(GenerationMixin):
+    """Adds frame-by-frame generation to [`CodecTTSLocalForConditionalGeneration`]."""
+
+    @staticmethod
+    def default_generation_config(config, base: GenerationConfig | None = None) -> GenerationConfig:
+        """The model's default decoding: the released model's sampling preset, stop on ``<|audio_end|>``."""
+        generation_config = copy.deepcopy(base) if base is not None else GenerationConfig()
+        generation_config.do_sample = True
+        generation_config.eos_token_id = config.audio_end_token_id
+        generation_config.pad_token_id = config.pad_token_id
+        generation_config.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
+        for key, value in LOCAL_1_7B_PRESET.items():
+            setattr(generation_config, key, value)
+        generation_config.n_vq_for_inference = None
+        return generation_config
+
+    def generate(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        generation_config: GenerationConfig | None = None,
+        *,
+        max_new_tokens: int | None = None,
+        text_temperature: float | None = None,
+        text_top_k: int | None = None,
+        text_top_p: float | None = None,
+        audio_temperature: float | None = None,
+        audio_top_k: int | None = None,
+        audio_top_p: float | None = None,
+        audio_repetition_penalty: float | None = None,
+        n_vq_for_inference: int | None = None,
+        **kwargs,
+    ) -> torch.LongTensor | CodecTTSLocalGenerateOutput:
+        r"""Generate codec frames after a prompt.
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch, T_prompt, 1 + n_vq)`): left-padded prompt rows (from the
+                processor in generation mode, ending with the ``<|audio_start|>`` row).
+            attention_mask (`torch.Tensor` of shape `(batch, T_prompt)`, *optional*): 0 on left padding.
+            generation_config (`GenerationConfig`, *optional*): defaults to ``model.generation_config``.
+            max_new_tokens (`int`, *optional*): frame budget (one new row per frame).
+            text_temperature / text_top_k / text_top_p: sampling of the text channel (temperature <= 0: greedy).
+            audio_temperature / audio_top_k / audio_top_p / audio_repetition_penalty: sampling of every codebook;
+                the repetition penalty (only when sampling) uses, per sequence and per codebook, the set of codes in
+                that codebook's column of the whole sequence (prompt included).
+            n_vq_for_inference (`int`, *optional*): generate only the first ``K`` codebooks (the rest stay pad).
+            kwargs: other `GenerationConfig` fields (``do_sample=False`` forces greedy everywhere,
+                ``cache_implementation="static"``, ``return_dict_in_generate``, ...).
+
+        Returns:
+            `torch.LongTensor` ``sequences`` of shape `(batch, T_prompt + frames, 1 + n_vq)`, or a
+            [`CodecTTSLocalGenerateOutput`] with ``return_dict_in_generate=True``.
+        """
+        from .local import check_token_matrix, resolve_n_vq
+
+        if input_ids is None:
+            raise ValueError("generate needs input_ids [batch, T_prompt, 1 + n_vq]")
+        check_token_matrix(input_ids, self.config, "input_ids")
+        if input_ids.shape[1] == 0:
+            raise ValueError("input_ids has no rows: generation needs a prompt")
+        if attention_mask is None:
+            attention_mask = torch.ones(input_ids.shape[:2], dtype=torch.long, device=input_ids.device)
+        elif tuple(attention_mask.shape) != tuple(input_ids.shape[:2]):
+            raise ValueError(
+                f"attention_mask must have shape [batch, T_prompt] = {tuple(input_ids.shape[:2])}, "
+                f"got {tuple(attention_mask.shape)}"
+            )
+        for name in _UNSUPPORTED_STANDARD_WARPERS:
+            if kwargs.get(name) is not None:
+                raise ValueError(
+                    f"{name}= is not used by this model: pass text_{name}= / audio_{name}= (separate settings for the "
+                    "text channel and the codebooks)"
+                )
+        if kwargs.get("logits_processor"):
+            raise ValueError("custom logits_processor lists are not supported (each channel has its own sampler)")
+        for name in ("assistant_model", "prefix_allowed_tokens_fn", "negative_prompt_ids"):
+            if kwargs.get(name) is not None:
+                raise ValueError(f"{name} is not supported by this model's generate")
+
+        generation_config = copy.deepcopy(generation_config if generation_config is not None else self.generation_config)
+        model_kwargs = generation_config.update(**kwargs)
+        explicit = {
+            "text_temperature": text_temperature,
+            "text_top_k": text_top_k,
+            "text_top_p": text_top_p,
+            "audio_temperature": audio_temperature,
+            "audio_top_k": audio_top_k,
+            "audio_top_p": audio_top_p,
+            "audio_repetition_penalty": audio_repetition_penalty,
+        }
+        for key in SAMPLING_FIELDS:
+            value = explicit[key]
+            if value is None:
+                value = getattr(generation_config, key, None)
+            if value is None:
+                value = getattr(self.generation_config, key, LOCAL_1_7B_PRESET[key])
+            setattr(generation_config, key, value)
+        if n_vq_for_inference is None:
+            n_vq_for_inference = getattr(generation_config, "n_vq_for_inference", None)
+        generation_config.n_vq_for_inference = resolve_n_vq(n_vq_for_inference, self.config)
+        if max_new_tokens is not None:
+            if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+                raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+            generation_config.max_new_tokens = max_new_tokens
+            generation_config.max_length = None
+        if generation_config.max_new_tokens is None and generation_config.max_length is None:
+            generation_config.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
+        if generation_config.eos_token_id is None:
+            generation_config.eos_token_id = self.config.audio_end_token_id
+        if (generation_config.num_beams or 1) != 1:
+            raise ValueError("beam search is not supported: use greedy decoding or sampling (num_beams=1)")
+        for name in ("output_scores", "output_logits", "output_attentions"):
+            if getattr(generation_config, name, False):
+                raise ValueError(f"{name}=True is not supported by this model's generate")
+        self._text_sampling(generation_config)  # validate early
+        self._audio_sampling(generation_config)
+        return super().generate(
+            input_ids=input_ids, attention_mask=attention_mask, generation_config=generation_config, **model_kwargs
+        )
+
+    # ------------------------------------------------------------------ sampling settings
+    @staticmethod
+    def _text_sampling(generation_config: GenerationConfig) -> ChannelSampling:
+        return ChannelSampling(
+            do_sample=bool(generation_config.do_sample),
+            temperature=float(generation_config.text_temperature),
+            top_k=generation_config.text_top_k,
+            top_p=generation_config.text_top_p,
+        )
+
+    @staticmethod
+    def _audio_sampling(generation_config: GenerationConfig) -> ChannelSampling:
+        return ChannelSampling(
+            do_sample=bool(generation_config.do_sample),
+            temperature=float(generation_config.audio_temperature),
+            top_k=generation_config.audio_top_k,
+            top_p=generation_config.audio_top_p,
+            repetition_penalty=float(generation_config.audio_repetition_penalty or 1.0),
+        )
+
+    # ------------------------------------------------------------------ one frame of the local loop
+    def decode_frame(
+        self,
+        backbone_hidden: torch.Tensor,
+        local_cache,
+        history: torch.Tensor,
+        n_codebooks: int,
+        text_sampling: ChannelSampling,
+        audio_sampling: ChannelSampling,
+    ) -> torch.Tensor:
+        """Choose the next row's text token and first ``n_codebooks`` codes.
+
+        Args:
+            backbone_hidden: [B, H] post-norm backbone latent of the last row.
+            local_cache: a :class:`LocalKVCache` for ``B`` sequences (overwritten).
+            history: [B, >= n_codebooks, A] bool, codes already present in each codebook's column; updated in place.
+        Returns:
+            [B, 1 + n_codebooks] int64 tokens.
+        """
+        pad = self.config.audio_pad_code
+        local_in = self.local_input_adapter(backbone_hidden).unsqueeze(1)
+        tokens = []
+        for channel in range(n_codebooks + 1):
+            local_out = self.local_transformer(local_in, cache=local_cache, start=channel)[:, 0]
+            logits = self.channel_logits(channel, local_out)
+            if channel == 0:
+                token = select_tokens(logits, text_sampling)
+            else:
+                logits = logits.float()
+                logits[:, pad] = float("-inf")  # the pad code is never generated
+                column = history[:, channel - 1]
+                token = select_tokens(logits, audio_sampling, column)
+                column.scatter_(-1, token.unsqueeze(-1), True)
+            tokens.append(token)
+            if channel < n_codebooks:
+                local_in = self.local_input_adapter(self.model.embed_tokens[channel](token)).unsqueeze(1)
+        return torch.stack(tokens, dim=1)
+
+    def backbone_step(
+        self,
+        rows: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        position_ids: torch.Tensor,
+        cache,
+        n_codebooks: int,
+    ) -> torch.Tensor:
+        """Run the backbone on new rows [B, q, 1 + N] with the cache; return the last row's latent [B, H]."""
+        out = self.model(
+            input_ids=rows,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=cache,
+            use_cache=True,
+            n_vq_for_inference=n_codebooks,
+        )
+        return out.last_hidden_state[:, -1]
+
+    def _compiled(self, name: str, fn, generation_config: GenerationConfig):
+        """``torch.compile`` ``fn`` once per model (fullgraph), with the generation config's compile options."""
+        cache = self.__dict__.setdefault("_codectts_compiled", {})
+        if name not in cache:
+            compile_config = generation_config.compile_config
+            options: dict[str, Any] = {"fullgraph": True}
+            if compile_config is not None:
+                options.update(
+                    dynamic=compile_config.dynamic,
+                    backend=compile_config.backend,
+                    mode=compile_config.mode,
+                    options=compile_config.options,
+                )
+                if options.get("mode") and options.get("options"):
+                    options.pop("options")
+            cache[name] = torch.compile(fn, **options)
+        return cache[name]
+
+    # ------------------------------------------------------------------ the frame loop (replaces GenerationMixin._sample)
+    def _sample(
+        self,
+        input_ids: torch.LongTensor,
+        logits_processor=None,
+        stopping_criteria=None,
+        generation_config: GenerationConfig | None = None,
+        synced_gpus: bool = False,
+        streamer=None,
+        **model_kwargs,
+    ) -> torch.LongTensor | CodecTTSLocalGenerateOutput:
+        if synced_gpus:
+            raise ValueError("synced_gpus generation is not supported by this model")
+        config = self.config
+        n_codebooks = generation_config.n_vq_for_inference or config.n_vq
+        text_sampling = self._text_sampling(generation_config)
+        audio_sampling = self._audio_sampling(generation_config)
+        batch, prompt_len, _ = input_ids.shape
+        device = input_ids.device
+
+        attention_mask = model_kwargs.get("attention_mask")
+        if attention_mask is None:  # recent transformers drop an all-ones mask
+            attention_mask = torch.ones((batch, prompt_len), dtype=torch.long, device=device)
+        attention_mask = attention_mask.to(device=device, dtype=torch.long)
+        cache = model_kwargs.get("past_key_values")
+        if cache is None:
+            cache = DynamicCache()
+        static = isinstance(cache, StaticCache)
+
+        # Positions follow the mask (left padding), as transformers' generation derives them.
+        prompt_positions = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
+        next_position = attention_mask.sum(-1, keepdim=True)  # [B, 1]
+        if static:
+            # A fixed-length mask (future slots are hidden by causality) keeps every step's shapes identical.
+            max_len = cache.max_cache_len if hasattr(cache, "max_cache_len") else generation_config.max_length
+            step_mask = torch.ones((batch, max_len), dtype=torch.long, device=device)
+            step_mask[:, :prompt_len] = attention_mask
+        else:
+            step_mask = attention_mask
+
+        use_compile = self._valid_auto_compile_criteria(model_kwargs, generation_config)
+        decode_frame = self.decode_frame
+        backbone_step = self.backbone_step
+        if use_compile:
+            decode_frame = self._compiled("decode_frame", self.decode_frame, generation_config)
+            backbone_step = self._compiled("backbone_step", self.backbone_step, generation_config)
+
+        # Prefill (eager: the prompt length varies between calls).
+        hidden = self.backbone_step(
+            input_ids, step_mask if static else attention_mask, prompt_positions, cache, n_codebooks
+        )
+        dtype = hidden.dtype
+        local_cache = self.local_transformer.new_cache(batch, dtype, hidden.device)
+        # history[b, k, code]: code occurs in codebook k's column of sequence b (prompt included).
+        history = torch.zeros((batch, n_codebooks, config.audio_vocab_size + 1), dtype=torch.bool, device=device)
+        history.scatter_(2, input_ids[..., 1 : n_codebooks + 1].transpose(1, 2).long(), True)
+
+        unfinished = torch.ones(batch, dtype=torch.bool, device=device)
+        audio_end = torch.tensor(config.audio_end_token_id, device=device)
+        pad_columns = torch.full((batch, config.n_vq - n_codebooks), config.audio_pad_code, dtype=torch.long, device=device)
+        sequences = input_ids.long()
+        while True:
+            frame = decode_frame(hidden, local_cache, history, n_codebooks, text_sampling, audio_sampling)
+            frame = torch.cat([frame.to(device), pad_columns], dim=1)
+            text = torch.where(unfinished, frame[:, 0], audio_end)
+            # The <|audio_end|> row (and every row after it) carries no audio.
+            audio = frame[:, 1:].masked_fill((text == audio_end).unsqueeze(1), config.audio_pad_code)
+            frame = torch.cat([text.unsqueeze(1), audio], dim=1)
+            sequences = torch.cat([sequences, frame.unsqueeze(1)], dim=1)
+            if streamer is not None:
+                streamer.put(text.cpu())
+            unfinished = unfinished & (text != audio_end)
+            if stopping_criteria is not None:
+                unfinished = unfinished & ~stopping_criteria(sequences[..., 0], None).to(device)
+            if not bool(unfinished.any()):
+                break
+            if static:
+                mask = step_mask
+            else:
+                step_mask = torch.cat([step_mask, step_mask.new_ones((batch, 1))], dim=1)
+                mask = step_mask
+            hidden = backbone_step(frame.unsqueeze(1), mask, next_position, cache, n_codebooks)
+            next_position = next_position + 1
+
+        if streamer is not None:
+            streamer.end()
+        if generation_config.return_dict_in_generate:
+            return CodecTTSLocalGenerateOutput(
+                sequences=sequences, past_key_values=cache, n_vq_for_inference=n_codebooks
+            )
+        return sequences
+
+
+__all__ = ["CodecTTSLocalGenerateOutput", "CodecTTSLocalGenerationMixin", "LOCAL_1_7B_PRESET", "SAMPLING_FIELDS"]
