@@ -100,7 +100,6 @@ def render_model_card(
         "repo_id": repo_id,
         "model_name": model_name or repo_id.rstrip("/").split("/")[-1],
         "origin": _origin(base_model),
-        "codec_load": _codec_load(codec_location),
         "codec_note": _codec_note(codec_location),
         "facts": _facts_table(config),
         "presets": _presets_table(generation_config),
@@ -136,13 +135,6 @@ def _origin(base_model: str | None) -> str:
         f"The weights are those of [{base_model}](https://huggingface.co/{base_model}), converted to the codectts "
         "layout (same numbers, different module names)."
     )
-
-
-def _codec_load(codec_location: str | None) -> str:
-    """The snippet line that loads the codec: from the subfolder of this repo or from its own repo."""
-    if codec_location is None:
-        return ""
-    return codec_location
 
 
 def _codec_note(codec_location: str | None) -> str:
