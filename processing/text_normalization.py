@@ -1,0 +1,376 @@
+"""Robustness-only text clean-up for the Delay processor (MOSS-TTS ``normalize_tts_text``, spec §6.7).
+
+The Delay processor runs every user ``text`` through :func:`normalize_tts_text` before rendering the user template
+(spec §6.1; Local models do not). The goal is *robustness*, not verbalisation: numbers, dates, units and symbols are
+left alone; the function only removes things a TTS model was never trained to read (Markdown syntax, control
+characters, runs of punctuation, stray spaces) while keeping tokens whose exact spelling matters (URLs, e-mails,
+file names, version numbers, ``[S1]`` speaker tags, ``[pause 3.2s]`` markers) untouched.
+
+Pipeline (the order of the spec; each group is one function below):
+
+1. :func:`_clean_characters`: line endings, ideographic space, zero-width / control characters.
+2. :func:`_strip_markdown`: links, line markers (headings, quotes, bullets, numbered lists), empty lines; the remaining
+   lines are joined with ``。`` (so every line break becomes a sentence boundary).
+3. :class:`_ProtectedSpans`: URLs, e-mails, mentions, ``u/…``/``r/…``, hashtags, dot-tokens, file/version-like
+   tokens and ``[...]``/``{...}`` tags are swapped for opaque placeholders.
+4. :func:`_normalize_spaces`: collapse whitespace; CJK/kana/digit/Latin spacing; no space around CJK punctuation or
+   before ASCII ``,.;!?``.
+5. :func:`_normalize_structural_punctuation`: arrows → ``，``, dash runs → ``。``, ``【…】``-style headers at a sentence
+   start → content + ``。``, standalone ``《title》`` unwrapped.
+6. :func:`_normalize_repeated_punctuation`: ellipses → ``。``, repeated ``。，！？`` collapsed, mixed ``?!`` → ``？！``.
+7. Second space pass, placeholders restored, outer whitespace stripped.
+
+The result is idempotent: ``normalize_tts_text(normalize_tts_text(x)) == normalize_tts_text(x)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+
+
+__all__ = ["normalize_tts_text"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Character classes (regex fragments, used inside [...]).
+# ----------------------------------------------------------------------------------------------------------------
+
+# Han ideographs (+ radicals, iteration/number marks), kana and bopomofo: scripts written without spaces.
+# Hangul is deliberately absent: Korean separates words with spaces.
+_CJK = (
+    "\u2e80-\u2eff\u2f00-\u2fdf\u3005\u3007\u3021-\u3029\u3038-\u303b"
+    "\u3040-\u309f\u30a0-\u30ff\u3100-\u312f\u31a0-\u31bf\u31f0-\u31ff"
+    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f"
+)
+# CJK punctuation: the punctuation of "CJK Symbols and Punctuation" and the full-width forms (！，（）【】《》「」 ...).
+# General punctuation such as “ ” ‘ ’ — … is NOT included (the original leaves spaces around it alone).
+_CJK_PUNCT = (
+    "\u3001-\u3003\u3008-\u3011\u3014-\u301f\u3030\u303d"
+    "\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65"
+)
+_LATIN = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff"
+_DIGIT = "0-9\uff10-\uff19"
+_DASH = "\\-\u2010-\u2015\uff0d"  # - ‐ ‑ ‒ – — ― －
+
+# ----------------------------------------------------------------------------------------------------------------
+# Placeholders for protected spans.
+#
+# A placeholder is three private-use characters: <left-kind> <index> <right-kind>. The index character identifies
+# the span (one code point in planes 15-16, so up to 131072 spans). The kind characters tell the spacing rules what
+# the span *looks like* at each edge (Latin letter, digit, CJK, other), so that e.g. "共3.5元" (digit-edged version
+# token) keeps no spaces while "访问https://x.com" gets one, exactly as if the span were plain text. The punctuation
+# rules never match private-use characters, so the span's interior is untouchable. Step 1 deletes every private-use
+# character of the input (category Co), so placeholders cannot collide with user text.
+# ----------------------------------------------------------------------------------------------------------------
+
+_KIND_LATIN, _KIND_DIGIT, _KIND_CJK, _KIND_OTHER = "\ue000", "\ue001", "\ue002", "\ue003"
+_INDEX_BASE = 0xF0000
+_MAX_SPANS = 0x110000 - _INDEX_BASE
+_PLACEHOLDER = re.compile("[\ue000-\ue003]([\U000f0000-\U0010ffff])[\ue000-\ue003]")
+
+# Classes used by the spacing rules, placeholder edges included.
+_CJK_X = _CJK + _KIND_CJK
+_LATIN_X = _LATIN + _KIND_LATIN
+_DIGIT_X = _DIGIT + _KIND_DIGIT
+
+_IS_CJK = re.compile(f"[{_CJK}]")
+_IS_LATIN = re.compile(f"[{_LATIN}]")
+_IS_DIGIT = re.compile(f"[{_DIGIT}]")
+
+# ----------------------------------------------------------------------------------------------------------------
+# 1. Characters
+# ----------------------------------------------------------------------------------------------------------------
+
+# CR/CRLF are line breaks; so are the Unicode line/paragraph separators (Zl/Zp, not control characters, so the
+# control-character rule would keep them inside a line otherwise).
+_LINE_BREAK = re.compile("\r\n?|[\u2028\u2029]")
+_ASCII_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def _clean_characters(text: str) -> str:
+    """CRLF/CR → LF, ideographic space → space, drop zero-width and every other ``C*`` character except ``\\n\\t``.
+
+    Zero-width characters (ZWSP, ZWJ, BOM, ...) are format characters (``Cf``), so one rule covers both. Note that
+    ``Cn`` (unassigned) depends on the Unicode version of the running Python.
+    """
+    text = _LINE_BREAK.sub("\n", text).replace("\u3000", " ")
+    if text.isascii():  # fast path for the common case
+        return _ASCII_CONTROL.sub("", text)
+    return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 2. Markdown and lines
+# ----------------------------------------------------------------------------------------------------------------
+
+# [text](target) → "text target". The target may contain spaces (a Markdown link title, `[t](url "title")`) and
+# balanced parentheses (Wikipedia URLs). Were spaces excluded, "[t](a ,b)" would be left alone, become "[t](a,b)"
+# through the space rules and turn into a link on a second call. Innermost first (the text has no brackets);
+# applied until nothing changes so that nested links end up flat too (idempotence).
+_MARKDOWN_LINK = re.compile(r"\[([^\[\]\n]*)\]\(((?:[^()\n]|\([^()\n]*\))*)\)")
+# One block marker at the start of a (stripped) line: heading "#"…"######", quote ">", bullet "-*+", "1." / "1)".
+# Markers need whitespace after them (or, except numbers, the end of the line), so "#hashtag", "-5", "*bold*", "3.5"
+# and a bare "3." are not markers. "1 . item" is one too: the space rules would turn it into "1. item" and a second
+# call would then strip it. Applied repeatedly: "> - item", "1. # x" lose every marker.
+_LINE_MARKER = re.compile(r"(?:#{1,6}(?=\s|$)|>|[-*+](?=\s|$)|\d+(?:\s*\.|\))(?=\s))\s*")
+
+
+def _replace_markdown_links(text: str) -> str:
+    while True:
+        new = _MARKDOWN_LINK.sub(r"\1 \2", text)
+        if new == text:
+            return text
+        text = new
+
+
+def _strip_line_markers(line: str) -> str:
+    line = line.strip()
+    while (match := _LINE_MARKER.match(line)) is not None:
+        line = line[match.end() :].strip()
+    return line
+
+
+def _strip_markdown(text: str) -> str:
+    """Markdown links → ``text url``, strip line markers, drop empty lines, join the lines with ``。``."""
+    text = _replace_markdown_links(text)
+    lines = (_strip_line_markers(line) for line in text.split("\n"))
+    return "。".join(line for line in lines if line)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 3. Protected spans
+# ----------------------------------------------------------------------------------------------------------------
+
+# URLs with a scheme or "www."; sentence punctuation the character class swallows at the end is given back
+# (_trim_url), so "see https://x.com." keeps its full stop outside the span.
+_URL = re.compile(r"(?:(?:https?|ftp)://|www\.)[A-Za-z0-9\-._~:/?#@!$&'*+,;=%()]+", re.IGNORECASE)
+_URL_TRAILING = ".,;:!?'"
+_TAG = re.compile(r"\[[^\[\]\n]*\]|\{[^{}\n]*\}")  # [S1], [pause 3.2s], {laugh}: model control tags
+# The other protected token kinds, in the order they are applied, each with "transparent": whether the spacing rules
+# may see the span's edge characters. Mentions and hashtags end where a space ends them ("#话题 以及"), so the space
+# after them must survive even before CJK: their edges are opaque and the spaces around them are kept as written.
+_OTHER_PROTECTED = (
+    # E-mail addresses.
+    (re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+"), True),
+    # @mentions (Unicode names allowed; not the tail of a word).
+    (re.compile(r"(?<![A-Za-z0-9_.@])@\w+(?:[.\-]\w+)*"), False),
+    # Reddit-style u/name and r/name.
+    (re.compile(r"(?<![A-Za-z0-9_/])[ur]/[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*"), True),
+    # #hashtags (not "C#", not "&#39;").
+    (re.compile(r"(?<![A-Za-z0-9_#&])#\w+"), False),
+    # Dot-tokens: .env, .gitignore, .tar.gz.
+    (re.compile(r"(?<![A-Za-z0-9_.])\.[A-Za-z0-9_]+(?:[.\-][A-Za-z0-9_]+)*"), True),
+    # File- and version-like tokens: config.yaml, src/main.py, v1.2.3, 3.50, my-file.tar.gz.
+    (
+        re.compile(r"(?<![A-Za-z0-9_.])[A-Za-z0-9_]+(?:[\-/][A-Za-z0-9_]+)*(?:\.[A-Za-z0-9_]+(?:[\-/][A-Za-z0-9_]+)*)+"),
+        True,
+    ),
+)
+
+
+def _trim_url(url: str) -> str:
+    """Drop sentence punctuation at the end of a URL match, and ")" that closes a parenthesis opened before it."""
+    while url and (url[-1] in _URL_TRAILING or (url[-1] == ")" and url.count(")") > url.count("("))):
+        url = url[:-1]
+    return url
+
+
+def _edge_kind(char: str) -> str:
+    if _IS_LATIN.match(char):
+        return _KIND_LATIN
+    if _IS_DIGIT.match(char):
+        return _KIND_DIGIT
+    if _IS_CJK.match(char):
+        return _KIND_CJK
+    return _KIND_OTHER
+
+
+class _ProtectedSpans:
+    """Swaps spans that must not be touched for placeholders (see the comment on placeholders) and back."""
+
+    def __init__(self) -> None:
+        self.spans: list[str] = []
+
+    def _placeholder(self, span: str, transparent: bool = True) -> str:
+        if len(self.spans) >= _MAX_SPANS:
+            raise ValueError(f"text has more than {_MAX_SPANS} protected tokens (URLs, tags, file names, ...)")
+        index = chr(_INDEX_BASE + len(self.spans))
+        self.spans.append(span)
+        if not transparent:
+            return _KIND_OTHER + index + _KIND_OTHER
+        return _edge_kind(span[0]) + index + _edge_kind(span[-1])
+
+    def _protect_match(self, match: re.Match, transparent: bool = True) -> str:
+        return self._placeholder(match.group(0), transparent)
+
+    def _protect_url(self, match: re.Match) -> str:
+        url = _trim_url(match.group(0))
+        tail = match.group(0)[len(url) :]
+        return (self._placeholder(url) if url else "") + tail
+
+    def protect(self, text: str) -> str:
+        text = _TAG.sub(self._protect_match, text)
+        text = _URL.sub(self._protect_url, text)
+        for pattern, transparent in _OTHER_PROTECTED:
+            text = pattern.sub(functools.partial(self._protect_match, transparent=transparent), text)
+        return text
+
+    def restore(self, text: str) -> str:
+        text = _PLACEHOLDER.sub(lambda m: self.spans[ord(m.group(1)) - _INDEX_BASE], text)
+        if any("\ue000" <= ch <= "\ue003" or ch >= "\U000f0000" for ch in text):  # pragma: no cover
+            raise RuntimeError("internal error: a protected span lost its placeholder during normalization")
+        return text
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 4. / 7. Spaces
+# ----------------------------------------------------------------------------------------------------------------
+
+_WHITESPACE_RUN = re.compile(r"\s+")
+_SPACE_BETWEEN_CJK = re.compile(f"(?<=[{_CJK_X}]) (?=[{_CJK_X}])")
+_SPACE_BETWEEN_CJK_AND_DIGIT = re.compile(f"(?<=[{_CJK_X}]) (?=[{_DIGIT_X}])|(?<=[{_DIGIT_X}]) (?=[{_CJK_X}])")
+_CJK_LATIN_BOUNDARY = re.compile(f"(?<=[{_CJK_X}])(?=[{_LATIN_X}])|(?<=[{_LATIN_X}])(?=[{_CJK_X}])")
+_SPACE_AROUND_CJK_PUNCT = re.compile(f" ?([{_CJK_PUNCT}]) ?")
+_SPACE_BEFORE_ASCII_PUNCT = re.compile(r" ([,.;!?])")
+
+
+def _normalize_spaces(text: str) -> str:
+    """Collapse whitespace (tabs included) and apply the CJK spacing conventions."""
+    text = _WHITESPACE_RUN.sub(" ", text)
+    text = _SPACE_BETWEEN_CJK.sub("", text)  # 你 好 → 你好
+    text = _SPACE_BETWEEN_CJK_AND_DIGIT.sub("", text)  # 共 3 个 → 共3个
+    text = _CJK_LATIN_BOUNDARY.sub(" ", text)  # 用Python写 → 用 Python 写
+    text = _SPACE_AROUND_CJK_PUNCT.sub(r"\1", text)  # 你好 ， 世界 → 你好，世界
+    return _SPACE_BEFORE_ASCII_PUNCT.sub(r"\1", text)  # Hello , world → Hello, world
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 5. Structural punctuation
+# ----------------------------------------------------------------------------------------------------------------
+
+# ->, -->, =>, <->, <=>, <-- and the Unicode arrow blocks (→ ⇒ ⟶ ➜ ⬅ ...). "<=" alone is "less or equal", not an arrow.
+_ARROW = re.compile(
+    f"<?[{_DASH}]+>|<?=+>|<[{_DASH}]+"
+    "|[\u2190-\u21ff\u27f0-\u27ff\u2794\u2798-\u27af\u27b1-\u27be\u2b05-\u2b07\u2b0c\u2b0d]"
+)
+_DASH_RUN = re.compile(f"[{_DASH}]{{2,}}")
+# What ends a sentence (a header bracket after it is at a sentence start) and what ends a clause (a book title
+# between two of them stands alone).
+_SENTENCE_END = "。！？!?；;.…⋯"
+_CLAUSE_END = _SENTENCE_END + "，,"
+_HEADER_BRACKETS = re.compile(
+    f"(^|[{_SENTENCE_END}]) ?(?:【([^【】]+)】|〖([^〖〗]+)〗|『([^『』]+)』|「([^「」]+)」)"
+)
+_STANDALONE_TITLE = re.compile(f"(^|[{_CLAUSE_END}])《([^《》]+)》(?=$|[{_CLAUSE_END}])")
+
+
+def _replace_until_stable(pattern: re.Pattern, replacement, text: str) -> str:
+    # A replacement can create the context of the next one ("「a」「b」": once the first is "a。", the second starts
+    # a sentence), so iterate; every replacement removes a bracket pair, hence this terminates.
+    while True:
+        new = pattern.sub(replacement, text)
+        if new == text:
+            return text
+        text = new
+
+
+def _unwrapped(boundary: str, content: str) -> str:
+    # Unwrapped at the very start, the content becomes the start of the first line, where step 2 strips Markdown
+    # markers; strip them here too so that "「- a」" does not turn into "- a。" and then into "a。" on a second call.
+    return _strip_line_markers(content) if boundary == "" else content
+
+
+def _header_to_sentence(match: re.Match) -> str:
+    content = next(group for group in match.groups()[1:] if group is not None)
+    return f"{match.group(1)}{_unwrapped(match.group(1), content)}。"
+
+
+def _unwrap_title(match: re.Match) -> str:
+    return match.group(1) + _unwrapped(match.group(1), match.group(2))
+
+
+def _normalize_structural_punctuation(text: str) -> str:
+    """Arrows → ``，``; dash runs → ``。``; ``【…】〖…〗『…』「…」`` at a sentence start → content + ``。``;
+    standalone ``《title》`` → ``title``.
+
+    Arrows and dashes are rewritten *before* the bracket rules (the spec lists them after): they produce the ``，``/``。``
+    that decide whether a bracket starts a sentence or a title stands alone, and doing them first makes the result
+    idempotent ("x——「y」" gives "x。y。" in one call instead of "x。「y」" then "x。y。").
+    """
+    text = _ARROW.sub("，", text)
+    text = _DASH_RUN.sub("。", text)
+    text = _replace_until_stable(_HEADER_BRACKETS, _header_to_sentence, text)
+    return _replace_until_stable(_STANDALONE_TITLE, _unwrap_title, text)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 6. Repeated punctuation
+# ----------------------------------------------------------------------------------------------------------------
+
+# Ellipses: three or more ASCII dots, two or more "…" (a single "…" is kept, as is "..").
+_ELLIPSIS = re.compile("\\.{3,}|…{2,}|⋯{2,}")
+# "。 。" and "， ，" count as repeats too: arrows and dash runs become "，"/"。" with the spaces that surrounded them
+# still in place (the second space pass removes those only afterwards).
+_REPEATED_FULL_STOP = re.compile("。(?: ?。)+")
+_REPEATED_COMMA = re.compile("[，,](?: ?[，,])+")
+_QUESTION_EXCLAMATION_RUN = re.compile("[!?！？]{2,}")
+
+
+def _collapse_question_exclamation(match: re.Match) -> str:
+    run = match.group(0)
+    has_question = "?" in run or "？" in run
+    has_exclamation = "!" in run or "！" in run
+    if has_question and has_exclamation:
+        return "？！"
+    return "？" if has_question else "！"
+
+
+def _normalize_repeated_punctuation(text: str) -> str:
+    """``...``/``……`` → ``。``; runs of ``。``, ``，``/``,``, ``！``/``!``, ``？``/``?`` → one full-width mark;
+    runs mixing ``?`` and ``!`` → ``？！``. Single ASCII marks are left as they are."""
+    text = _ELLIPSIS.sub("。", text)
+    text = _REPEATED_FULL_STOP.sub("。", text)
+    text = _REPEATED_COMMA.sub("，", text)
+    return _QUESTION_EXCLAMATION_RUN.sub(_collapse_question_exclamation, text)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Entry point
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def normalize_tts_text(text: str) -> str:
+    """Clean up user text for a TTS model without changing what is said.
+
+    Applied by the Delay processor to the ``text`` of every user message (MOSS-TTS ``normalize_tts_text``). It does
+    not verbalise numbers, dates or symbols; it removes Markdown and control characters, turns line breaks, dash runs
+    and ellipses into ``。``, arrows into ``，``, collapses repeated punctuation and fixes spacing between CJK and
+    Latin text. URLs, e-mail addresses, @mentions, ``u/…``/``r/…``, #hashtags, dot-tokens (``.env``), file and version
+    tokens (``config.yaml``, ``v1.2.3``, ``3.50``) and ``[...]``/``{...}`` tags (``[S1]``, ``[pause 3.2s]``) are
+    kept verbatim. Idempotent.
+
+    Args:
+        text: the raw text.
+
+    Returns:
+        The normalised text (possibly empty).
+
+    Example:
+        >>> normalize_tts_text("  Hello   world!!  ")
+        'Hello world！'
+        >>> normalize_tts_text("Hello   world.\\nSecond line")
+        'Hello world.。Second line'
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"normalize_tts_text expects a str, got {type(text).__name__}")
+    text = _clean_characters(text)
+    text = _strip_markdown(text)
+    protected = _ProtectedSpans()
+    text = protected.protect(text)
+    text = _normalize_spaces(text)
+    text = _normalize_structural_punctuation(text)
+    text = _normalize_repeated_punctuation(text)
+    text = _normalize_spaces(text)
+    return protected.restore(text).strip()
