@@ -35,6 +35,12 @@ def _register_auto_classes() -> None:
     AutoModel.register(CodecTTSLocalConfig, CodecTTSLocalForConditionalGeneration, exist_ok=True)
 
     # --- processor ---
+    from transformers import AutoProcessor
+
+    from .processing.processor import CodecTTSProcessor
+
+    AutoProcessor.register(CodecTTSDelayConfig, CodecTTSProcessor, exist_ok=True)
+    AutoProcessor.register(CodecTTSLocalConfig, CodecTTSProcessor, exist_ok=True)
 
 
 _register_auto_classes()

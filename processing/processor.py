@@ -199,9 +199,13 @@ class CodecTTSProcessor(ProcessorMixin):
 
         With ``load_audio_tokenizer=False`` (or no such subfolder) the processor works for text and codes only.
         """
+        processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         if audio_tokenizer is None and load_audio_tokenizer:
             audio_tokenizer = cls._load_audio_tokenizer(pretrained_model_name_or_path, **kwargs)
-        return super().from_pretrained(pretrained_model_name_or_path, audio_tokenizer=audio_tokenizer, **kwargs)
+        # Attached afterwards: kwargs of `from_pretrained` also reach the tokenizer (and would end up in its config).
+        if audio_tokenizer is not None:
+            processor.set_audio_tokenizer(audio_tokenizer)
+        return processor
 
     @staticmethod
     def _load_audio_tokenizer(path, **kwargs):

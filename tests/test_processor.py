@@ -267,7 +267,10 @@ def test_multi_segment_decode_is_one_codec_call(layout, monkeypatch):
         for segment, prefix, codes, wav in zip(parsed.segments, parsed.prefix_frames, result.audio_codes, result.audio):
             assert torch.equal(codes, segment[prefix:])
             assert wav.shape == (codes.shape[0] * frame,)
-            # each segment decoded alone (no batch padding, prefix as context) gives the same samples
+    # each segment decoded alone (no batch padding, prefix as context) gives the same samples
+    for (start_length, rows), result in zip(batch[:2], results[:2]):
+        parsed = parse_generation(rows, start_length + offset, processor.prompt_format)
+        for segment, prefix, wav in zip(parsed.segments, parsed.prefix_frames, result.audio):
             alone = processor.decode_audio_codes([segment])[0][prefix * frame :]
             torch.testing.assert_close(wav, alone, atol=1e-5 * alone.abs().max(), rtol=0)
 
