@@ -11,8 +11,10 @@ Public API (see the method docstrings):
 * ``processor(conversations, mode="generation" | "continuation" | "computing_loss", n_vq=None)`` → ``BatchFeature``;
 * ``processor.apply_chat_template(chat, ...)`` for transformers-style ``{"type": "text" | "audio"}`` content;
 * ``processor.encode_audio(audios, sampling_rate=None, n_vq=None)`` → list of codes ``[frames, n_vq]``;
-* ``processor.batch_decode(sequences, prompt_length=...)`` / ``decode`` → :class:`GeneratedSpeech` (text + one
-  waveform per audio segment; one batched codec call), ``processor.decode_audio_codes(list_of_codes)``;
+* ``processor.decode_generation(sequences, prompt_length=...)`` → :class:`GeneratedSpeech` per item (text with
+  ``<|audio|>`` placeholders, one waveform and the codes per audio segment; one batched codec call);
+  ``batch_decode`` / ``decode`` → waveforms only (transformers convention, used by the text-to-speech pipeline);
+  ``processor.decode_audio_codes(list_of_codes)``;
 * ``processor.save_audio(audio, path)`` (atomic).
 
 The codec is saved in / loaded from the ``audio_tokenizer/`` subfolder of the processor folder.
@@ -34,6 +36,7 @@ from .audio_io import AudioInputError, loudness_normalize, prepare_waveform
 from .audio_io import save_audio as _save_audio
 from .decoding import GeneratedSpeech, parse_generation, render_text
 from .messages import (
+    USER_FIELDS,
     build_assistant_message,
     build_user_message,
     is_path_like,
@@ -312,7 +315,14 @@ class CodecTTSProcessor(ProcessorMixin):
     # prompts
     # -----------------------------------------------------------------------------------------------------------------
 
-    def __call__(self, conversations, mode: str = "generation", n_vq: int | None = None, **kwargs) -> BatchFeature:
+    def __call__(
+        self,
+        conversations,
+        mode: str = "generation",
+        n_vq: int | None = None,
+        processor_kwargs: dict | None = None,
+        **kwargs,
+    ) -> BatchFeature:
         """Build generator inputs.
 
         Args:
@@ -322,6 +332,10 @@ class CodecTTSProcessor(ProcessorMixin):
             mode: ``"generation"`` (ends with a user turn; the assistant turn is opened), ``"continuation"`` (ends
                 with an assistant audio prefix that the model continues), ``"computing_loss"`` (complete turns).
             n_vq: codebooks to use (default ``self.n_vq``); longer code tensors are cut to this RVQ prefix.
+            processor_kwargs / other keyword arguments: when ``conversations`` is plain text (a string or a list of
+                strings, one per batch item), user-template fields for every item: ``reference``, ``instruction``,
+                ``tokens``, ``quality``, ``sound_event``, ``ambient_sound``, ``language`` (this is how the
+                text-to-speech pipeline passes a reference voice: ``processor_kwargs={"reference": "voice.wav"}``).
 
         Returns:
             ``BatchFeature`` with ``input_ids`` ``[B, T, 1 + n_vq]`` int64 and ``attention_mask`` ``[B, T]`` bool,
@@ -329,6 +343,18 @@ class CodecTTSProcessor(ProcessorMixin):
         """
         for key in ("return_tensors", "padding", "truncation"):
             kwargs.pop(key, None)  # always PyTorch tensors, left padding, no truncation
+        kwargs.update(processor_kwargs or {})
+        n_vq = kwargs.pop("n_vq", n_vq)
+        mode = kwargs.pop("mode", mode)
+        if isinstance(conversations, str) or (
+            isinstance(conversations, Sequence) and conversations and all(isinstance(c, str) for c in conversations)
+        ):
+            texts = [conversations] if isinstance(conversations, str) else list(conversations)
+            unknown = set(kwargs) - set(USER_FIELDS)
+            if unknown:
+                raise TypeError(f"unexpected arguments {sorted(unknown)}; user fields are {USER_FIELDS[1:]}")
+            conversations = [[self.build_user_message(text=text, **kwargs)] for text in texts]
+            kwargs = {}
         if kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
         if mode not in MODES:
@@ -420,6 +446,11 @@ class CodecTTSProcessor(ProcessorMixin):
         """
         for key in ("return_dict", "return_tensors", "add_generation_prompt", "padding", "truncation"):
             kwargs.pop(key, None)
+        processor_kwargs = dict(kwargs.pop("processor_kwargs", None) or {})
+        n_vq = processor_kwargs.pop("n_vq", n_vq)
+        mode = processor_kwargs.pop("mode", mode)
+        if processor_kwargs:
+            raise TypeError(f"unexpected processor_kwargs {sorted(processor_kwargs)} for chat input (use message keys)")
         if kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
         single = bool(conversation) and isinstance(conversation[0], Mapping)
@@ -579,14 +610,34 @@ class CodecTTSProcessor(ProcessorMixin):
         if prompt_length is None and input_ids is not None:
             prompt_length = input_ids.shape[-2] if input_ids.dim() == 3 else input_ids.shape[-1]
         if prompt_length is None:
-            raise ValueError("pass prompt_length= (or input_ids=, the prompt) to find where generation starts")
+            prompt_length = [self._infer_prompt_length(seq) for seq in sequences]
         if isinstance(prompt_length, int) or (isinstance(prompt_length, torch.Tensor) and prompt_length.dim() == 0):
             prompt_length = [int(prompt_length)] * sequences.shape[0]
         if len(prompt_length) != sequences.shape[0]:
             raise ValueError(f"{len(prompt_length)} prompt lengths for {sequences.shape[0]} sequences")
         return [(sequences[b], int(prompt_length[b])) for b in range(sequences.shape[0])]
 
-    def batch_decode(
+    def _assistant_header_ids(self) -> list[int]:
+        """Token ids the chat template appends to open the assistant turn (``<|im_start|>assistant\n``)."""
+        without = self._render_message("user", "x", add_generation_prompt=False)
+        with_header = self._render_message("user", "x", add_generation_prompt=True)
+        if with_header[: len(without)] != without or len(with_header) == len(without):
+            raise ValueError("cannot find the assistant header of the chat template; pass prompt_length=")
+        return with_header[len(without) :]
+
+    def _infer_prompt_length(self, sequence: torch.Tensor) -> int:
+        header = torch.tensor(self._assistant_header_ids())
+        text = sequence[:, 0].cpu()
+        windows = text.unfold(0, len(header), 1) if text.shape[0] >= len(header) else text[:0, None]
+        hits = (windows == header).all(dim=1).nonzero().flatten()
+        if hits.numel() == 0:
+            raise ValueError("no assistant header in the sequence; pass prompt_length= (or input_ids=, the prompt)")
+        length = int(hits[-1]) + len(header)
+        if self.layout == "local" and length < text.shape[0] and int(text[length]) == self.audio_start_token_id:
+            length += 1  # Local generation prompts end with the opened audio block
+        return length
+
+    def decode_generation(
         self,
         sequences,
         prompt_length: int | Sequence[int] | None = None,
@@ -596,12 +647,15 @@ class CodecTTSProcessor(ProcessorMixin):
         num_quantizers: int | None = None,
         decode_audio: bool = True,
     ) -> list[GeneratedSpeech]:
-        """Generated sequences → text and waveforms.
+        """Generated sequences → :class:`GeneratedSpeech` (text, one waveform and the codes per audio segment).
 
         Args:
             sequences: ``[B, T, 1 + n_vq]`` (prompt + generated rows, e.g. ``generate(...).sequences``) or a
                 ``GenerateOutput``, or the reference list form ``[(start_length, rows), ...]``.
-            prompt_length: rows of (padded) prompt at the start of ``sequences`` (or give ``input_ids``).
+            prompt_length: rows of (padded) prompt at the start of ``sequences`` (or give ``input_ids``, the
+                prompt). When neither is given, the prompt is taken to end after the last assistant header
+                (``<|im_start|>assistant\n`` of the chat template, plus the opened audio block for Local): exact for
+                generation prompts; a continuation prefix is then returned as generated audio.
             include_end_frame: Local: also decode the codes of the ``<|audio_end|>`` row (reference behaviour).
             num_quantizers: decode only the first K codebooks (Local ``n_vq_for_inference=K``).
             decode_audio: ``False`` returns codes only (no codec needed; ``audio`` is empty).
@@ -632,15 +686,20 @@ class CodecTTSProcessor(ProcessorMixin):
             results.append(GeneratedSpeech(text=text, audio=audio, audio_codes=codes, sampling_rate=self.sampling_rate))
         return results
 
-    def decode(self, sequence, prompt_length: int | None = None, **kwargs) -> GeneratedSpeech:
-        """Single-item :meth:`batch_decode`: ``sequence`` ``[T, 1 + n_vq]`` / ``[1, T, 1 + n_vq]`` or one
-        ``(start_length, rows)`` pair."""
-        if isinstance(sequence, tuple) and len(sequence) == 2 and not isinstance(sequence[0], torch.Tensor):
-            sequence = [sequence]
-        results = self.batch_decode(sequence, prompt_length, **kwargs)
-        if len(results) != 1:
-            raise ValueError(f"decode expects one sequence, got {len(results)}; use batch_decode")
-        return results[0]
+    def batch_decode(self, sequences, prompt_length: int | Sequence[int] | None = None, **kwargs) -> list[torch.Tensor]:
+        """Generated sequences → one float32 waveform ``[samples]`` per item (its audio segments concatenated).
+
+        Same arguments as :meth:`decode_generation`, which also returns the text and the per-segment audio/codes.
+        """
+        return [item.waveform for item in self.decode_generation(sequences, prompt_length, **kwargs)]
+
+    def decode(self, sequences, prompt_length: int | None = None, **kwargs):
+        """:meth:`batch_decode` that returns a single waveform ``[samples]`` for one sequence (``[T, 1 + n_vq]``,
+        ``[1, T, 1 + n_vq]`` or one ``(start_length, rows)`` pair), else the list."""
+        if isinstance(sequences, tuple) and len(sequences) == 2 and not isinstance(sequences[0], torch.Tensor):
+            sequences = [sequences]
+        waveforms = self.batch_decode(sequences, prompt_length, **kwargs)
+        return waveforms[0] if len(waveforms) == 1 else waveforms
 
     @property
     def model_input_names(self) -> list[str]:

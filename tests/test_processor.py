@@ -174,7 +174,7 @@ def test_decode_text_and_segments_match_reference(layout):
     for case in decode_cases(layout):
         rows = outputs[f"{case}.b0.ids"]
         start_length = int(outputs[f"{case}.b0.start_length"])
-        result = processor.decode((start_length, rows), decode_audio=False)
+        result = processor.decode_generation([(start_length, rows)], decode_audio=False)[0]
         # Our prompt/generated split of the reference form: Local rows start at the prompt's <|audio_start|> row.
         prompt_rows = start_length + (1 if layout == "local" else 0)
         parsed = parse_generation(rows, prompt_rows, fmt)
@@ -224,7 +224,7 @@ def test_decode_waveforms_match_golden(layout):
         ends_with_stop = layout == "local" and int(rows[-1, 0]) == processor.audio_end_token_id
         scale = reference.abs().max()
 
-        result = processor.decode((start_length, rows), include_end_frame=True)
+        result = processor.decode_generation([(start_length, rows)], include_end_frame=True)[0]
         assert cases[key.rsplit(".", 1)[0]]["n_audio"] == len(result.audio) == 1
         if layout == "delay" and start_length > 0:
             # the reference cut 1 + P frames of a Delay continuation; we cut P
@@ -233,7 +233,9 @@ def test_decode_waveforms_match_golden(layout):
         else:
             assert result.audio[0].shape == reference.shape
             torch.testing.assert_close(result.audio[0], reference, atol=1e-5 * scale, rtol=0)
-        default = processor.decode((start_length, rows))
+        default = processor.decode_generation([(start_length, rows)])[0]
+        waveform = processor.decode((start_length, rows))  # transformers-style: the waveform only
+        assert isinstance(waveform, torch.Tensor) and torch.equal(waveform, default.waveform)
         expected_len = reference.shape[0] - (frame if ends_with_stop else 0)
         assert default.audio[0].shape[0] == expected_len
         torch.testing.assert_close(default.audio[0], result.audio[0][:expected_len], atol=1e-5 * scale, rtol=0)
@@ -255,7 +257,7 @@ def test_multi_segment_decode_is_one_codec_call(layout, monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(processor.audio_tokenizer, "decode", counting_decode)
-    results = processor.batch_decode(batch)
+    results = processor.decode_generation(batch)
     assert len(calls) == 1
     monkeypatch.setattr(processor.audio_tokenizer, "decode", original)
     frame = processor._frame_size()
@@ -281,18 +283,20 @@ def test_decode_from_generate_sequences_and_prompt_length():
     processor = make_processor("delay")
     prompt = outputs["prompt_AC.input_ids"]
     full = torch.cat([prompt, torch.stack([outputs["gen_AC.max40.b0.ids"], outputs["gen_AC.max40.b1.ids"]])], dim=1)
-    by_length = processor.batch_decode(full, prompt_length=prompt.shape[1], decode_audio=False)
-    by_prompt = processor.batch_decode(full, input_ids=prompt, decode_audio=False)
-    by_reference_form = processor.batch_decode(
+    by_length = processor.decode_generation(full, prompt_length=prompt.shape[1], decode_audio=False)
+    by_prompt = processor.decode_generation(full, input_ids=prompt, decode_audio=False)
+    inferred = processor.decode_generation(full, decode_audio=False)  # prompt ends after the assistant header
+    by_reference_form = processor.decode_generation(
         [(0, outputs["gen_AC.max40.b0.ids"]), (0, outputs["gen_AC.max40.b1.ids"])], decode_audio=False
     )
-    for a, b, c in zip(by_length, by_prompt, by_reference_form):
-        assert a.text == b.text == c.text
+    for a, b, c, d in zip(by_length, by_prompt, by_reference_form, inferred):
+        assert a.text == b.text == c.text == d.text
         assert len(a.audio_codes) == len(c.audio_codes) > 0
         for x, y in zip(a.audio_codes, c.audio_codes):
             assert torch.equal(x, y)
-    with pytest.raises(ValueError, match="prompt_length"):
-        processor.batch_decode(full)
+        assert len(d.audio_codes) == len(a.audio_codes)
+    with pytest.raises(ValueError, match="assistant header"):
+        processor.decode_generation(full[:, :10], decode_audio=False)
 
 
 def test_continuation_decode_cuts_exactly_the_prefix():
@@ -315,7 +319,7 @@ def test_continuation_decode_cuts_exactly_the_prefix():
     tail = torch.full((2, 1 + n_vq), pad)
     tail[0, 0], tail[1, 0] = processor.audio_end_token_id, processor.im_end_token_id
     sequence = torch.cat([prompt, generated, tail])
-    result = processor.decode(sequence, prompt_length=prompt.shape[0], decode_audio=False)
+    result = processor.decode_generation(sequence, prompt_length=prompt.shape[0], decode_audio=False)[0]
     assert result.text == "<|audio|>"
     assert len(result.audio_codes) == 1 and torch.equal(result.audio_codes[0], new)
 
@@ -353,7 +357,7 @@ def test_build_then_decode_round_trips_codes(layout, segments, separator, text):
     full = processor([conversation], mode="computing_loss")["input_ids"][0]
     # the generation prompt of the user turn is the prefix of the full conversation (Local adds an opened block)
     prompt_length = processor([conversation[:1]])["input_ids"].shape[1] - (1 if layout == "local" else 0)
-    result = processor.decode(full, prompt_length=prompt_length, decode_audio=False)
+    result = processor.decode_generation(full, prompt_length=prompt_length, decode_audio=False)[0]
     if separator.strip():
         expected, expected_text = segments, content
     else:  # placeholders separated only by whitespace form one time-concatenated block (reference behaviour)
@@ -440,6 +444,21 @@ def test_chat_template_api_matches_message_api(layout):
     assert torch.equal(cont["input_ids"], processor(native2, mode="continuation")["input_ids"])
     with pytest.raises(ValueError, match="system"):
         processor.apply_chat_template([{"role": "system", "content": "hi"}, *chat])
+
+
+def test_plain_text_call_with_template_fields():
+    """`processor("text", reference=..., language=...)`, also via `processor_kwargs` (text-to-speech pipeline)."""
+    processor = make_processor("delay")
+    _, t = golden("delay")
+    native = processor([[processor.build_user_message(text="Hi.")],
+                        [processor.build_user_message(text="Yo.")]])
+    assert torch.equal(processor(["Hi.", "Yo."])["input_ids"], native["input_ids"])
+    ref = processor([processor.build_user_message(text="Hi.", reference=[t["codes.ref1"]], language="English")])
+    assert torch.equal(processor("Hi.", reference=t["codes.ref1"], language="English")["input_ids"], ref["input_ids"])
+    via_kwargs = processor("Hi.", processor_kwargs={"reference": t["codes.ref1"], "language": "English"})
+    assert torch.equal(via_kwargs["input_ids"], ref["input_ids"])
+    with pytest.raises(TypeError, match="unexpected"):
+        processor("Hi.", speaker="x")
 
 
 def test_bad_inputs_raise_specific_errors():
