@@ -19,8 +19,10 @@ folder with ``huggingface_hub``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +108,15 @@ def _write_codec(codec, out: Path, max_shard_size: str | int) -> None:
     _add_auto_map(out / "config.json", _auto_map(codec, auto_map))
 
 
+def _write_processor(processor, out: Path) -> None:
+    """Tokenizer and processor files; the codec is written separately (Hub-ready, with its own code)."""
+    if "save_audio_tokenizer" in inspect.signature(processor.save_pretrained).parameters:
+        processor.save_pretrained(out, save_audio_tokenizer=False)
+    else:
+        processor.save_pretrained(out)
+        shutil.rmtree(out / CODEC_SUBFOLDER, ignore_errors=True)
+
+
 def _write_code(out: Path, roots: list[type]) -> PackageFlattener:
     flattener = PackageFlattener(PACKAGE_ROOT, PACKAGE_NAME, header=CODE_HEADER)
     for name, text in flattener.flatten(roots).items():
@@ -161,7 +172,7 @@ def export_model(
         _write_model(model, out, max_shard_size)
         roots = [type(model.config), *_auto_model_classes(model).values()]
         if processor is not None:
-            processor.save_pretrained(out)
+            _write_processor(processor, out)
             roots.append(type(processor))
         if audio_tokenizer is not None and codec_repo is None:
             (out / CODEC_SUBFOLDER).mkdir()
@@ -223,14 +234,25 @@ def export_folder(
     push_to_hub: str | None = None,
     private: bool = False,
     create_pr: bool = False,
+    repo_id: str | None = None,
     base_model: str | None = None,
     max_shard_size: str | int = "2GB",
     overwrite: bool = False,
     token: str | None = None,
 ) -> Path:
-    """Export the converted folder ``src`` to the Hub-ready folder ``dst``; optionally upload it to ``push_to_hub``.
+    """Export the converted folder ``src`` to the Hub-ready folder ``dst``; optionally upload it; returns ``dst``.
 
-    ``push_to_hub`` is also the repo id the model card's usage snippet loads from. Returns ``dst``.
+    Args:
+        src: a folder written by ``codectts convert`` (codec, or generator with or without its tokenizer/codec).
+        dst: output folder; must not exist or be empty unless ``overwrite``.
+        push_to_hub: Hub repo id to upload ``dst`` to (created if needed).
+        private: create the repo private (an existing repo keeps its visibility).
+        create_pr: upload as a pull request instead of a commit to ``main``.
+        repo_id: repo id that the model card's snippet loads from (default: ``push_to_hub``).
+        base_model: Hub id of the original checkpoint (card metadata).
+        max_shard_size: largest safetensors shard.
+        overwrite: replace a non-empty ``dst``.
+        token: Hub token for the upload (default: the logged-in user's).
     """
     if Path(dst).exists() and Path(src).resolve() == Path(dst).resolve():
         raise ValueError("the destination must differ from the source folder (the source is never modified)")
@@ -240,7 +262,7 @@ def export_folder(
         dst,
         processor,
         audio_tokenizer=codec,
-        repo_id=push_to_hub,
+        repo_id=repo_id or push_to_hub,
         base_model=base_model,
         max_shard_size=max_shard_size,
         overwrite=overwrite,
