@@ -18,6 +18,8 @@ DELAY_GENERATION_PRESETS: dict[str, dict[str, Any]] = {
     "moss-sound-effect": dict(audio_temperature=1.5, audio_top_p=0.6, audio_top_k=50, audio_repetition_penalty=1.2),
 }
 _TEXT_SAMPLING_DEFAULTS = dict(do_sample=True, temperature=1.5, top_k=50, top_p=1.0)
+# audio settings shared by every preset: sample audio like text; penalty history per sequence and codebook
+_AUDIO_SAMPLING_DEFAULTS = dict(audio_do_sample=None, audio_repetition_penalty_scope="sequence")
 
 # Token ids of the MOSS-TTS tokenizer (Qwen3 BPE with renamed specials); only used as defaults.
 _DEFAULT_TOKEN_IDS = dict(
@@ -161,4 +163,4 @@ def delay_generation_defaults(preset: str = "moss-tts") -> dict[str, Any]:
     """Text + audio sampling settings of a released model (keys of :data:`DELAY_GENERATION_PRESETS`)."""
     if preset not in DELAY_GENERATION_PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(DELAY_GENERATION_PRESETS)}")
-    return {**_TEXT_SAMPLING_DEFAULTS, **DELAY_GENERATION_PRESETS[preset]}
+    return {**_TEXT_SAMPLING_DEFAULTS, **_AUDIO_SAMPLING_DEFAULTS, **DELAY_GENERATION_PRESETS[preset]}

@@ -241,10 +241,12 @@ class CodecTTSDelayForConditionalGeneration(CodecTTSDelayGenerationMixin, CodecT
             if input_ids.shape[1] > 1 and not torch.compiler.is_compiling():
                 self.check_input_ids(input_ids)
             inputs_embeds = self.embed_input_ids(input_ids)
-        if attention_mask is not None and attention_mask.dim() == 2 and attention_mask.shape != inputs_embeds.shape[:2]:
+        if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2 and (
+            attention_mask.shape[0] != inputs_embeds.shape[0] or attention_mask.shape[1] < inputs_embeds.shape[1]
+        ):
             raise ValueError(
                 f"attention_mask has shape {tuple(attention_mask.shape)} but the inputs have "
-                f"{tuple(inputs_embeds.shape[:2])} (batch, rows)"
+                f"{tuple(inputs_embeds.shape[:2])} (batch, rows); it must cover the cached and the new rows"
             )
         if hidden_out_layers is not None and len(hidden_out_layers) != 1 + self.config.n_vq:
             raise ValueError(f"hidden_out_layers needs {1 + self.config.n_vq} entries, got {len(hidden_out_layers)}")
