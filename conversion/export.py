@@ -166,6 +166,16 @@ def export_model(
     codec_repo = audio_tokenizer if isinstance(audio_tokenizer, str) else None
     if codec_repo is None and processor is not None and audio_tokenizer is None:
         audio_tokenizer = getattr(processor, "audio_tokenizer", None)
+    if family != "codec" and processor is None:
+        raise ValueError(
+            f"a {family} model is exported with its processor (text tokenizer + codec), which Hub users need to run "
+            "it: pass processor=, or convert the checkpoint with --tokenizer and --audio-tokenizer first"
+        )
+    if family != "codec" and audio_tokenizer is None:
+        raise ValueError(
+            f"a {family} model is exported with its codec: pass audio_tokenizer= (a codec model, or the Hub id of "
+            "an exported codec), or give the processor one"
+        )
 
     dst = Path(dst)
     with atomic_output_dir(dst, overwrite=overwrite) as out:
@@ -270,6 +280,31 @@ def export_folder(
     if push_to_hub:
         push_folder_to_hub(dst, push_to_hub, private=private, create_pr=create_pr, token=token)
     return Path(dst)
+
+
+def convert_and_export(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    tokenizer: str | os.PathLike | None = None,
+    audio_tokenizer: str | os.PathLike | None = None,
+    **export_kwargs,
+) -> Path:
+    """``codectts convert SRC DST --export``: convert an original checkpoint, then export it (see ``export_folder``).
+
+    The converted folder is only a temporary step next to ``dst``; ``export_kwargs`` go to :func:`export_folder`.
+    """
+    import tempfile
+
+    from . import convert_checkpoint
+
+    parent = Path(dst).absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{Path(dst).name}.converted-", dir=parent) as tmp:
+        converted = convert_checkpoint(
+            src, Path(tmp) / "converted", tokenizer=tokenizer, audio_tokenizer=audio_tokenizer
+        )
+        return export_folder(converted, dst, **export_kwargs)
 
 
 def push_folder_to_hub(

@@ -101,6 +101,7 @@ def render_model_card(
         "model_name": model_name or repo_id.rstrip("/").split("/")[-1],
         "origin": _origin(base_model),
         "codec_note": _codec_note(codec_location),
+        "load_processor": _load_processor(repo_id, codec_location),
         "facts": _facts_table(config),
         "presets": _presets_table(generation_config),
         "citation": _template_text("citation.md"),
@@ -134,6 +135,16 @@ def _origin(base_model: str | None) -> str:
     return (
         f"The weights are those of [{base_model}](https://huggingface.co/{base_model}), converted to the codectts "
         "layout (same numbers, different module names)."
+    )
+
+
+def _load_processor(repo_id: str, codec_location: str | None) -> str:
+    """Snippet lines that load the processor with its codec (from this repo's subfolder or the codec's own repo)."""
+    if codec_location is None or "/" not in codec_location:
+        return f'processor = AutoProcessor.from_pretrained("{repo_id}", trust_remote_code=True)  # text tokenizer + audio codec'
+    return (
+        f'codec = AutoModel.from_pretrained("{codec_location}", trust_remote_code=True).eval()\n'
+        f'processor = AutoProcessor.from_pretrained("{repo_id}", audio_tokenizer=codec, trust_remote_code=True)'
     )
 
 

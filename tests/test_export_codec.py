@@ -12,12 +12,14 @@ import soundfile as sf
 import torch
 
 from codectts.configuration.audio_tokenizer import CodecTTSAudioTokenizerConfig
-from codectts.conversion.export import export_folder, export_model
+from codectts.conversion import convert_checkpoint
+from codectts.conversion.export import convert_and_export, export_folder, export_model
 from codectts.conversion.isolation import run_without_codectts
 from codectts.hub_cards import extract_usage_snippet
 from codectts.modeling.audio_tokenizer import CodecTTSAudioTokenizerModel
 
 REPO_ID = "codectts-test/tiny-codec"
+ORIGINAL_CODEC = Path(__file__).parent / "fixtures" / "golden" / "audio_tokenizer" / "model"
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +108,11 @@ def test_export_refuses_existing_output_and_foreign_input(codec, exported, tmp_p
         export_folder(tmp_path, tmp_path / "out")
     with pytest.raises(ValueError, match="codec is exported on its own"):
         export_model(codec, tmp_path / "out", audio_tokenizer=codec)
+
+
+def test_convert_and_export_in_one_go_equals_the_two_steps(tmp_path):
+    one_go = convert_and_export(ORIGINAL_CODEC, tmp_path / "a" / "codec", repo_id=REPO_ID)
+    converted = convert_checkpoint(ORIGINAL_CODEC, tmp_path / "converted")
+    two_steps = export_folder(converted, tmp_path / "b" / "codec", repo_id=REPO_ID)
+    assert folder_bytes(one_go) == folder_bytes(two_steps)
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["codec"]  # the temporary conversion is gone

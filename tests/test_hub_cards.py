@@ -63,6 +63,11 @@ def test_cards_are_filled_and_carry_snippet_presets_and_citation(family):
 def test_codec_in_its_own_repo_is_linked():
     card = render("delay", codec_location="someone/tiny-codec")
     assert "[someone/tiny-codec](https://huggingface.co/someone/tiny-codec)" in card
+    snippet = extract_usage_snippet(card)
+    ast.parse(snippet)
+    assert 'codec = AutoModel.from_pretrained("someone/tiny-codec", trust_remote_code=True)' in snippet
+    assert 'AutoProcessor.from_pretrained("someone/tiny-delay", audio_tokenizer=codec, trust_remote_code=True)' in snippet
+    assert "audio_tokenizer=codec" not in extract_usage_snippet(render("delay"))
 
 
 def test_bad_card_requests_are_refused():
