@@ -41,6 +41,11 @@ def _register_auto_classes() -> None:
 
     AutoProcessor.register(CodecTTSDelayConfig, CodecTTSProcessor, exist_ok=True)
     AutoProcessor.register(CodecTTSLocalConfig, CodecTTSProcessor, exist_ok=True)
+    # pipeline("text-to-speech") looks models up in the text-to-waveform mapping
+    from transformers import AutoModelForTextToWaveform
+
+    AutoModelForTextToWaveform.register(CodecTTSDelayConfig, CodecTTSDelayForConditionalGeneration, exist_ok=True)
+    AutoModelForTextToWaveform.register(CodecTTSLocalConfig, CodecTTSLocalForConditionalGeneration, exist_ok=True)
 
 
 _register_auto_classes()
