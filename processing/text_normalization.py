@@ -151,9 +151,11 @@ _TAG = re.compile(r"\[[^\[\]\n]*\]|\{[^{}\n]*\}")  # [S1], [pause 3.2s], {laugh}
 # The other protected token kinds, in the order they are applied, each with "transparent": whether the spacing rules
 # may see the span's edge characters. Mentions and hashtags end where a space ends them ("#话题 以及"), so the space
 # after them must survive even before CJK: their edges are opaque and the spaces around them are kept as written.
+_DOMAIN_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"  # no "-" at either end: "a@b.co--" keeps its dash run
+_PATH_SEGMENT = r"[A-Za-z0-9_]+(?:[\-/][A-Za-z0-9_]+)*"  # "my-file", "src/main": single "-" or "/" inside
 _OTHER_PROTECTED = (
     # E-mail addresses.
-    (re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+"), True),
+    (re.compile(rf"[A-Za-z0-9._%+\-]+@{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})+"), True),
     # @mentions (Unicode names allowed; not the tail of a word).
     (re.compile(r"(?<![A-Za-z0-9_.@])@\w+(?:[.\-]\w+)*"), False),
     # Reddit-style u/name and r/name.
@@ -163,10 +165,7 @@ _OTHER_PROTECTED = (
     # Dot-tokens: .env, .gitignore, .tar.gz.
     (re.compile(r"(?<![A-Za-z0-9_.])\.[A-Za-z0-9_]+(?:[.\-][A-Za-z0-9_]+)*"), True),
     # File- and version-like tokens: config.yaml, src/main.py, v1.2.3, 3.50, my-file.tar.gz.
-    (
-        re.compile(r"(?<![A-Za-z0-9_.])[A-Za-z0-9_]+(?:[\-/][A-Za-z0-9_]+)*(?:\.[A-Za-z0-9_]+(?:[\-/][A-Za-z0-9_]+)*)+"),
-        True,
-    ),
+    (re.compile(rf"(?<![A-Za-z0-9_.]){_PATH_SEGMENT}(?:\.{_PATH_SEGMENT})+"), True),
 )
 
 
