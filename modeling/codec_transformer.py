@@ -66,17 +66,23 @@ def sliding_window_attention(query: torch.Tensor, key: torch.Tensor, value: torc
     return torch.cat(outputs, dim=2)
 
 
-def apply_interleaved_rope(x: torch.Tensor, start: int, theta: float) -> torch.Tensor:
-    """Rotate interleaved pairs ``(x[2i], x[2i+1])`` of ``x`` ``(batch, heads, T, D)`` by ``p * theta^(-2i/D)``.
+def rotary_angles(start: int, steps: int, head_dim: int, theta: float, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """float32 ``cos``/``sin`` of shape ``(steps, head_dim / 2)`` for absolute positions ``start .. start + steps - 1``.
 
-    ``p = start + t`` is the absolute step position. Computed in float32 and cast back (as the original does).
+    Pair ``i`` rotates with frequency ``theta^(-2i / head_dim)``.
     """
-    _, _, steps, dim = x.shape
-    freqs = torch.exp(torch.arange(dim // 2, device=x.device, dtype=torch.float32) * (-math.log(theta) * 2 / dim))
-    positions = torch.arange(start, start + steps, device=x.device, dtype=torch.float32)
-    angles = positions[:, None] * freqs[None, :]  # (T, D/2)
-    cos, sin = torch.cos(angles), torch.sin(angles)
-    pairs = x.float().unflatten(-1, (dim // 2, 2))
+    freqs = torch.exp(torch.arange(head_dim // 2, device=device, dtype=torch.float32) * (-math.log(theta) * 2 / head_dim))
+    positions = torch.arange(start, start + steps, device=device, dtype=torch.float32)
+    angles = positions[:, None] * freqs[None, :]
+    return torch.cos(angles), torch.sin(angles)
+
+
+def apply_interleaved_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate interleaved pairs ``(x[2i], x[2i+1])`` of ``x`` ``(batch, heads, steps, head_dim)`` (GPT-J style).
+
+    Computed in float32 and cast back to ``x.dtype``, as the original does.
+    """
+    pairs = x.float().unflatten(-1, (x.shape[-1] // 2, 2))
     real, imag = pairs[..., 0], pairs[..., 1]
     rotated = torch.stack([real * cos - imag * sin, real * sin + imag * cos], dim=-1)
     return rotated.flatten(-2).to(x.dtype)
@@ -118,21 +124,20 @@ class CodecLayerScale(nn.Module):
 class CodecAttention(nn.Module):
     """Multi-head self-attention with a fused bias-free QKV projection, interleaved RoPE and a sliding window."""
 
-    def __init__(self, hidden_size: int, num_heads: int, rope_theta: float):
+    def __init__(self, hidden_size: int, num_heads: int):
         super().__init__()
         self.num_heads = num_heads
         self.head_dim = hidden_size // num_heads
-        self.rope_theta = rope_theta
         # Rows: [Q; K; V], each head-major (head h = rows h*head_dim .. (h+1)*head_dim - 1).
         self.qkv_proj = nn.Linear(hidden_size, 3 * hidden_size, bias=False)
         self.o_proj = nn.Linear(hidden_size, hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor, window: int, start: int, cache=None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, window: int, rope: tuple[torch.Tensor, torch.Tensor], cache=None) -> torch.Tensor:
         batch, steps, hidden = x.shape
         qkv = self.qkv_proj(x).view(batch, steps, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         query, key, value = qkv.unbind(0)  # (batch, heads, steps, head_dim)
-        query = apply_interleaved_rope(query, start, self.rope_theta)
-        key = apply_interleaved_rope(key, start, self.rope_theta)
+        query = apply_interleaved_rope(query, *rope)
+        key = apply_interleaved_rope(key, *rope)
         if cache is not None:
             key, value = cache.update(key, value, window)
         out = sliding_window_attention(query, key, value, window)
@@ -156,7 +161,7 @@ class CodecTransformerLayer(nn.Module):
         super().__init__()
         hidden = spec["hidden_size"]
         self.input_layernorm = nn.LayerNorm(hidden, eps=layer_norm_eps)
-        self.self_attn = CodecAttention(hidden, spec["num_attention_heads"], spec["rope_theta"])
+        self.self_attn = CodecAttention(hidden, spec["num_attention_heads"])
         self.post_attention_layernorm = nn.LayerNorm(hidden, eps=layer_norm_eps)
         self.mlp = CodecMLP(hidden, spec["intermediate_size"])
         if spec["layer_scale"]:
@@ -165,8 +170,8 @@ class CodecTransformerLayer(nn.Module):
         else:
             self.self_attn_layer_scale = self.mlp_layer_scale = nn.Identity()
 
-    def forward(self, x: torch.Tensor, window: int, start: int, cache=None) -> torch.Tensor:
-        x = x + self.self_attn_layer_scale(self.self_attn(self.input_layernorm(x), window, start, cache))
+    def forward(self, x: torch.Tensor, window: int, rope: tuple[torch.Tensor, torch.Tensor], cache=None) -> torch.Tensor:
+        x = x + self.self_attn_layer_scale(self.self_attn(self.input_layernorm(x), window, rope, cache))
         return x + self.mlp_layer_scale(self.mlp(self.post_attention_layernorm(x)))
 
 
@@ -181,6 +186,8 @@ class CodecTransformerStage(nn.Module):
         super().__init__()
         hidden = spec["hidden_size"]
         self.window = window
+        self.head_dim = hidden // spec["num_attention_heads"]
+        self.rope_theta = spec["rope_theta"]
         self.input_proj = nn.Linear(spec["input_size"], hidden, bias=False) if spec["input_size"] != hidden else None
         self.layers = nn.ModuleList(
             CodecTransformerLayer(spec, layer_norm_eps, layer_scale_initial_scale) for _ in range(spec["num_layers"])
@@ -193,9 +200,10 @@ class CodecTransformerStage(nn.Module):
         start = state.position(index) if state is not None else 0
         if self.input_proj is not None:
             x = self.input_proj(x)
+        rope = rotary_angles(start, x.shape[1], self.head_dim, self.rope_theta, x.device)
         for layer_index, layer in enumerate(self.layers):
             cache = state.layer_cache(index, layer_index) if state is not None else None
-            x = layer(x, self.window, start, cache)
+            x = layer(x, self.window, rope, cache)
         if state is not None:
             state.advance(index, x.shape[1])
         if self.output_proj is not None:
@@ -230,5 +238,6 @@ __all__ = [
     "CodecTransformerLayer",
     "CodecTransformerStage",
     "apply_interleaved_rope",
+    "rotary_angles",
     "sliding_window_attention",
 ]

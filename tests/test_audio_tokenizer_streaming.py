@@ -143,3 +143,17 @@ def test_offline_output_only_depends_on_the_window(short_context_model):
     # further: < 16 + 2*31 = 78 -> (50 Hz) < 39 + 2*15 = 69 -> (25 Hz) < 35 + 2*7 = 49 -> (12.5 Hz) < 25 + 2*3 = 31.
     torch.testing.assert_close(a[:, 31:], b[:, 31:], rtol=0, atol=1e-5)
     assert (a[:, :2] - b[:, :2]).abs().max() > 1e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("past", [0, 31])
+def test_gpu_sliding_window_attention_matches_dense_reference(past):
+    """On GPU in bf16 the flash-attention window (when installed) or the blocked SDPA path must match the dense mask."""
+    generator = torch.Generator().manual_seed(past)
+    query = torch.randn(2, 4, 700, 64, generator=generator)
+    key = torch.randn(2, 4, past + 700, 64, generator=generator)
+    value = torch.randn(2, 4, past + 700, 64, generator=generator)
+    expected = dense_reference_attention(query, key, value, 32)
+    out = sliding_window_attention(*(t.cuda().bfloat16() for t in (query, key, value)), 32)
+    torch.testing.assert_close(out.float().cpu(), expected, rtol=2e-2, atol=2e-2)
