@@ -113,7 +113,15 @@ def benchmark(model, seconds: float, batch: int, chunk_frames: list[int], repeat
                 p50 = statistics.median(latencies) * 1e3
                 p95 = sorted(latencies)[int(0.95 * (len(latencies) - 1))] * 1e3
                 rows.append(
-                    (part, f"stream {frames}f", seconds, batch, sum(latencies) / duration, f"{p50:.1f}/{p95:.1f}", mem.peak_mib)
+                    (
+                        part,
+                        f"stream {frames}f",
+                        seconds,
+                        batch,
+                        sum(latencies) / duration,
+                        f"{p50:.1f}/{p95:.1f}",
+                        mem.peak_mib,
+                    )
                 )
     return rows
 
@@ -121,7 +129,9 @@ def benchmark(model, seconds: float, batch: int, chunk_frames: list[int], repeat
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="released 1.77 B layout (random weights)")
-    parser.add_argument("--seconds", type=float, nargs="+", default=None, help="clip lengths (default 10 60; --full: 2)")
+    parser.add_argument(
+        "--seconds", type=float, nargs="+", default=None, help="clip lengths (default 10 60; --full: 2)"
+    )
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--chunk-frames", type=int, nargs="*", default=None, help="streaming chunk sizes in frames")
     parser.add_argument("--device", default="cpu")

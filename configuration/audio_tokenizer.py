@@ -211,7 +211,7 @@ class CodecTTSAudioTokenizerConfig(PreTrainedConfig):
 
     # ------------------------------------------------------------------ factories
     @classmethod
-    def tiny(cls, **overrides) -> "CodecTTSAudioTokenizerConfig":
+    def tiny(cls, **overrides) -> CodecTTSAudioTokenizerConfig:
         """A ~0.4 M parameter codec with the released stage layout (for tests, demos and benchmarks)."""
         kwargs: dict[str, Any] = dict(
             encoder_stages=[
@@ -243,7 +243,7 @@ class CodecTTSAudioTokenizerConfig(PreTrainedConfig):
         return cls(**kwargs)
 
     @classmethod
-    def from_original_config(cls, original: dict) -> "CodecTTSAudioTokenizerConfig":
+    def from_original_config(cls, original: dict) -> CodecTTSAudioTokenizerConfig:
         """Build from an original MOSS-Audio-Tokenizer ``config.json`` dict (``encoder_kwargs``/``decoder_kwargs``).
 
         Raises ``ValueError`` naming any option this implementation does not support (other norms, positional
@@ -258,8 +258,12 @@ class CodecTTSAudioTokenizerConfig(PreTrainedConfig):
             raise ValueError(
                 f"quantizer_type {quantizer_type!r} is not supported (only the cosine-search {_COSINE_QUANTIZER_TYPES})"
             )
-        encoder = [cls._stage_from_original(s, f"encoder_kwargs[{i}]") for i, s in enumerate(original["encoder_kwargs"])]
-        decoder = [cls._stage_from_original(s, f"decoder_kwargs[{i}]") for i, s in enumerate(original["decoder_kwargs"])]
+        encoder = [
+            cls._stage_from_original(s, f"encoder_kwargs[{i}]") for i, s in enumerate(original["encoder_kwargs"])
+        ]
+        decoder = [
+            cls._stage_from_original(s, f"decoder_kwargs[{i}]") for i, s in enumerate(original["decoder_kwargs"])
+        ]
         config = cls(
             sampling_rate=original.get("sampling_rate", original.get("sample_rate", 24000)),
             downsample_rate=original.get("downsample_rate", 1920),

@@ -329,9 +329,7 @@ class CodecTTSAudioTokenizerModel(CodecTTSAudioTokenizerPreTrainedModel):
             raise TypeError(f"input_values must be a floating point tensor, got {input_values.dtype}")
         if input_values.dim() == 3:
             if input_values.shape[1] != 1:
-                raise ValueError(
-                    f"input_values must be mono (batch, 1, samples); got {input_values.shape[1]} channels"
-                )
+                raise ValueError(f"input_values must be mono (batch, 1, samples); got {input_values.shape[1]} channels")
             input_values = input_values[:, 0]
         elif input_values.dim() != 2:
             raise ValueError(

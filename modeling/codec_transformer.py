@@ -71,7 +71,9 @@ def rotary_angles(start: int, steps: int, head_dim: int, theta: float, device) -
 
     Pair ``i`` rotates with frequency ``theta^(-2i / head_dim)``.
     """
-    freqs = torch.exp(torch.arange(head_dim // 2, device=device, dtype=torch.float32) * (-math.log(theta) * 2 / head_dim))
+    freqs = torch.exp(
+        torch.arange(head_dim // 2, device=device, dtype=torch.float32) * (-math.log(theta) * 2 / head_dim)
+    )
     positions = torch.arange(start, start + steps, device=device, dtype=torch.float32)
     angles = positions[:, None] * freqs[None, :]
     return torch.cos(angles), torch.sin(angles)
@@ -132,7 +134,9 @@ class CodecAttention(nn.Module):
         self.qkv_proj = nn.Linear(hidden_size, 3 * hidden_size, bias=False)
         self.o_proj = nn.Linear(hidden_size, hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor, window: int, rope: tuple[torch.Tensor, torch.Tensor], cache=None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, window: int, rope: tuple[torch.Tensor, torch.Tensor], cache=None
+    ) -> torch.Tensor:
         batch, steps, hidden = x.shape
         qkv = self.qkv_proj(x).view(batch, steps, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         query, key, value = qkv.unbind(0)  # (batch, heads, steps, head_dim)
@@ -170,7 +174,9 @@ class CodecTransformerLayer(nn.Module):
         else:
             self.self_attn_layer_scale = self.mlp_layer_scale = nn.Identity()
 
-    def forward(self, x: torch.Tensor, window: int, rope: tuple[torch.Tensor, torch.Tensor], cache=None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, window: int, rope: tuple[torch.Tensor, torch.Tensor], cache=None
+    ) -> torch.Tensor:
         x = x + self.self_attn_layer_scale(self.self_attn(self.input_layernorm(x), window, rope, cache))
         return x + self.mlp_layer_scale(self.mlp(self.post_attention_layernorm(x)))
 
@@ -192,9 +198,7 @@ class CodecTransformerStage(nn.Module):
         self.layers = nn.ModuleList(
             CodecTransformerLayer(spec, layer_norm_eps, layer_scale_initial_scale) for _ in range(spec["num_layers"])
         )
-        self.output_proj = (
-            nn.Linear(hidden, spec["output_size"], bias=False) if spec["output_size"] != hidden else None
-        )
+        self.output_proj = nn.Linear(hidden, spec["output_size"], bias=False) if spec["output_size"] != hidden else None
 
     def forward(self, x: torch.Tensor, state: CodecStreamingState | None = None, index: int = 0) -> torch.Tensor:
         start = state.position(index) if state is not None else 0

@@ -259,7 +259,10 @@ def test_streaming_matches_golden_chunked_within_window(model, frames_per_chunk,
         golden = golden_codes("enc_long_chunk0p4.audio_codes")
         dec_state = model.init_streaming_state("decoder", 1)
         audio = torch.cat(
-            [model.decode(c, past_key_values=dec_state).audio_values for c in golden[..., :28].split(frames_per_chunk, -1)],
+            [
+                model.decode(c, past_key_values=dec_state).audio_values
+                for c in golden[..., :28].split(frames_per_chunk, -1)
+            ],
             dim=-1,
         )
     assert torch.equal(codes, golden_codes(f"enc_long_chunk{key}.audio_codes"))

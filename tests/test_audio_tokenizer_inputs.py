@@ -245,7 +245,10 @@ def _original_copy(tmp_path: Path, state: dict | None = None, config: dict | Non
 @pytest.mark.parametrize(
     "edit,match",
     [
-        (lambda s: s.pop("encoder.1.transformer.layers.0.norm1.bias"), r"missing tensors \(1\): encoder\.1\.transformer"),
+        (
+            lambda s: s.pop("encoder.1.transformer.layers.0.norm1.bias"),
+            r"missing tensors \(1\): encoder\.1\.transformer",
+        ),
         (lambda s: s.__setitem__("encoder.9.extra", torch.zeros(1)), r"unexpected tensors \(1\): encoder\.9\.extra"),
         (
             lambda s: s.__setitem__("quantizer.quantizers.3.codebook.weight", torch.zeros(32, 8)),
@@ -278,7 +281,9 @@ def test_converter_rejects_unsupported_original_options(tmp_path):
 def test_converter_reads_sharded_and_legacy_weight_norm_names(tmp_path):
     state = load_file(GOLDEN_MODEL / "model.safetensors")
     legacy = {
-        k.replace("parametrizations.weight.original0", "weight_g").replace("parametrizations.weight.original1", "weight_v"): v
+        k.replace("parametrizations.weight.original0", "weight_g").replace(
+            "parametrizations.weight.original1", "weight_v"
+        ): v
         for k, v in state.items()
     }
     src = tmp_path / "sharded"

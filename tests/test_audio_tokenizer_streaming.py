@@ -61,7 +61,9 @@ def test_long_input_never_builds_a_dense_attention_matrix(monkeypatch):
     sdpa = F.scaled_dot_product_attention
 
     def recording_sdpa(query, key, value, *args, **kwargs):
-        calls.append((query.shape[-2], key.shape[-2], None if kwargs.get("attn_mask") is None else kwargs["attn_mask"].numel()))
+        calls.append(
+            (query.shape[-2], key.shape[-2], None if kwargs.get("attn_mask") is None else kwargs["attn_mask"].numel())
+        )
         return sdpa(query, key, value, *args, **kwargs)
 
     monkeypatch.setattr(F, "scaled_dot_product_attention", recording_sdpa)
