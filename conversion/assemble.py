@@ -108,7 +108,9 @@ def write_tts_bundle(
         raise ValueError(f"the tokenizer in {tokenizer_dir} has no chat template (chat_template.jinja)")
     vocab_size = getattr(model_config, "vocab_size", None) or model_config.get_text_config().vocab_size
     if len(text_tokenizer) > int(vocab_size):
-        raise ValueError(f"the tokenizer has {len(text_tokenizer)} tokens but the model's text vocabulary is {vocab_size}")
+        raise ValueError(
+            f"the tokenizer has {len(text_tokenizer)} tokens but the model's text vocabulary is {vocab_size}"
+        )
 
     if audio_tokenizer is not None:
         codec_config = _write_codec(Path(audio_tokenizer), out / AUDIO_TOKENIZER_SUBFOLDER)

@@ -107,9 +107,7 @@ def _as_channels_first(data: np.ndarray) -> np.ndarray:
     if data.ndim == 1:
         return data[None]
     if data.ndim != 2:
-        raise AudioInputError(
-            f"audio must be 1-D [samples] or 2-D [channels, samples], got shape {tuple(data.shape)}"
-        )
+        raise AudioInputError(f"audio must be 1-D [samples] or 2-D [channels, samples], got shape {tuple(data.shape)}")
     rows_are_channels = data.shape[0] <= MAX_CHANNELS and data.shape[0] < data.shape[1]
     cols_are_channels = data.shape[1] <= MAX_CHANNELS and data.shape[1] < data.shape[0]
     if rows_are_channels:

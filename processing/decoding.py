@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .messages import AUDIO_PLACEHOLDER
-from .prompt import PromptFormat, revert_delay_pattern
+from ..modeling.delay_pattern import revert_delay_pattern
+from .prompt import PromptFormat
 
 
 @dataclass

@@ -196,8 +196,9 @@ class CodecTTSProcessor(ProcessorMixin):
         return files
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, audio_tokenizer=None, load_audio_tokenizer: bool = True,
-                        **kwargs):
+    def from_pretrained(
+        cls, pretrained_model_name_or_path, audio_tokenizer=None, load_audio_tokenizer: bool = True, **kwargs
+    ):
         """Load the processor; the codec comes from ``audio_tokenizer/`` (or pass ``audio_tokenizer=`` a model).
 
         With ``load_audio_tokenizer=False`` (or no such subfolder) the processor works for text and codes only.
@@ -262,7 +263,14 @@ class CodecTTSProcessor(ProcessorMixin):
         """User turn from the template fields (see :func:`codectts.processing.messages.build_user_message`); the text
         is normalised when ``self.normalize_text`` (Delay)."""
         return build_user_message(
-            text, reference, instruction, tokens, quality, sound_event, ambient_sound, language,
+            text,
+            reference,
+            instruction,
+            tokens,
+            quality,
+            sound_event,
+            ambient_sound,
+            language,
             normalize_text=self.normalize_text,
         )
 
@@ -281,7 +289,9 @@ class CodecTTSProcessor(ProcessorMixin):
             if all(isinstance(m, Mapping) for m in conversations):
                 conversations = [conversations]
         else:
-            raise TypeError(f"expected a message dict, a list of messages or a batch of them, got {type(conversations)}")
+            raise TypeError(
+                f"expected a message dict, a list of messages or a batch of them, got {type(conversations)}"
+            )
         batch = []
         for conversation in conversations:
             if isinstance(conversation, Mapping) or not isinstance(conversation, Sequence) or not conversation:
@@ -376,7 +386,9 @@ class CodecTTSProcessor(ProcessorMixin):
                 content, groups = merge_adjacent_placeholders(message["content"], items)
                 codes = [torch.cat(group, dim=0) for group in groups]
                 content = expand_placeholders(content, [c.shape[0] for c in codes], message["role"], fmt, n_vq, token)
-                ids = self._render_message(message["role"], content, add_generation_prompt=last and mode == "generation")
+                ids = self._render_message(
+                    message["role"], content, add_generation_prompt=last and mode == "generation"
+                )
                 rows.append(message_rows(ids, codes, fmt, n_vq, truncate_last_audio=last and mode == "continuation"))
             if mode == "generation" and self.layout == "local":
                 # Local checkpoints expect the assistant audio block to be opened by the prompt.
@@ -398,7 +410,7 @@ class CodecTTSProcessor(ProcessorMixin):
                         raise ValueError("audio_codes_list entries must not be None")
                     if _is_codes(item):
                         codes[(b, m, i)] = self._check_codes(item, n_vq)
-                    elif isinstance(item, torch.Tensor) or isinstance(item, (np.ndarray, tuple)) or is_path_like(item):
+                    elif isinstance(item, (torch.Tensor, np.ndarray, tuple)) or is_path_like(item):
                         pending_keys.append((b, m, i))
                         pending_items.append(item)
                     else:
@@ -450,7 +462,9 @@ class CodecTTSProcessor(ProcessorMixin):
         n_vq = processor_kwargs.pop("n_vq", n_vq)
         mode = processor_kwargs.pop("mode", mode)
         if processor_kwargs:
-            raise TypeError(f"unexpected processor_kwargs {sorted(processor_kwargs)} for chat input (use message keys)")
+            raise TypeError(
+                f"unexpected processor_kwargs {sorted(processor_kwargs)} for chat input (use message keys)"
+            )
         if kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
         single = bool(conversation) and isinstance(conversation[0], Mapping)
@@ -476,7 +490,9 @@ class CodecTTSProcessor(ProcessorMixin):
                 )
             return texts[0] if single else texts
         if chat_template is not None and chat_template != self.chat_template:
-            raise ValueError("a different chat_template can only be used with tokenize=False; set processor.chat_template")
+            raise ValueError(
+                "a different chat_template can only be used with tokenize=False; set processor.chat_template"
+            )
         return self(batch, mode=mode, n_vq=n_vq)
 
     # -----------------------------------------------------------------------------------------------------------------
@@ -665,7 +681,11 @@ class CodecTTSProcessor(ProcessorMixin):
         fmt = self.prompt_format
         parsed = [
             parse_generation(
-                seq, plen, fmt, stop_ids=(self.im_end_token_id,), trailing_ids=(self.pad_token_id,),
+                seq,
+                plen,
+                fmt,
+                stop_ids=(self.im_end_token_id,),
+                trailing_ids=(self.pad_token_id,),
                 include_end_frame=include_end_frame,
                 num_quantizers=num_quantizers,
             )
@@ -683,10 +703,14 @@ class CodecTTSProcessor(ProcessorMixin):
                     audio.append(waveforms[k][prefix * frame_size :])
                 k += 1
             text = render_text(p.text_ids, fmt, self.tokenizer.decode)
-            results.append(GeneratedSpeech(text=text, audio=audio, audio_codes=codes, sampling_rate=self.sampling_rate))
+            results.append(
+                GeneratedSpeech(text=text, audio=audio, audio_codes=codes, sampling_rate=self.sampling_rate)
+            )
         return results
 
-    def batch_decode(self, sequences, prompt_length: int | Sequence[int] | None = None, **kwargs) -> list[torch.Tensor]:
+    def batch_decode(
+        self, sequences, prompt_length: int | Sequence[int] | None = None, **kwargs
+    ) -> list[torch.Tensor]:
         """Generated sequences → one float32 waveform ``[samples]`` per item (its audio segments concatenated).
 
         Same arguments as :meth:`decode_generation`, which also returns the text and the per-segment audio/codes.

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..modeling.delay_pattern import apply_delay_pattern, revert_delay_pattern
+from ..modeling.delay_pattern import apply_delay_pattern
 from .messages import AUDIO_PLACEHOLDER
 
 LAYOUTS = ("delay", "local")
@@ -129,7 +129,9 @@ def left_pad(rows: list[torch.Tensor], fmt: PromptFormat) -> tuple[torch.Tensor,
     attention_mask = torch.zeros(len(rows), length, dtype=torch.bool)
     for b, r in enumerate(rows):
         if r.shape[1] != width:
-            raise ValueError(f"all conversations of a batch need the same number of codebooks ({width} vs {r.shape[1]})")
+            raise ValueError(
+                f"all conversations of a batch need the same number of codebooks ({width} vs {r.shape[1]})"
+            )
         input_ids[b, length - r.shape[0] :] = r
         attention_mask[b, length - r.shape[0] :] = True
     return input_ids, attention_mask

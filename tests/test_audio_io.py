@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from codectts.processing.audio_io import (
     AudioInputError,
     load_audio_file,

@@ -6,14 +6,13 @@ import json
 import shutil
 from pathlib import Path
 
+import codectts  # noqa: F401  (registers the Auto classes)
 import pytest
 import torch
-from safetensors.torch import load_file
-
-import codectts  # noqa: F401  (registers the Auto classes)
 from codectts.conversion import convert_checkpoint
 from codectts.conversion.assemble import write_tts_bundle
 from codectts.processing.processor import CodecTTSProcessor
+from safetensors.torch import load_file
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 TOKENIZER = GOLDEN / "tokenizer"
@@ -59,7 +58,7 @@ def test_auto_processor_and_model_load_the_bundle(bundle):
 def test_processor_save_and_reload_round_trip(bundle, tmp_path):
     from transformers import AutoProcessor
 
-    layout, folder = bundle
+    _, folder = bundle
     processor = AutoProcessor.from_pretrained(folder)
     shutil.copy(folder / "config.json", tmp_path / "config.json")  # AutoProcessor maps the model type
     processor.save_pretrained(tmp_path)
@@ -83,7 +82,9 @@ def test_bundle_with_an_already_converted_codec(tmp_path):
     convert_checkpoint(GOLDEN / "moss_tts_delay" / "model", dst, tokenizer=TOKENIZER, audio_tokenizer=codec_dir)
     processor = AutoProcessor.from_pretrained(dst)
     assert processor.audio_tokenizer is not None
-    assert (dst / "audio_tokenizer" / "model.safetensors").read_bytes() == (codec_dir / "model.safetensors").read_bytes()
+    assert (dst / "audio_tokenizer" / "model.safetensors").read_bytes() == (
+        codec_dir / "model.safetensors"
+    ).read_bytes()
 
 
 def test_bundle_errors(tmp_path):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import codectts  # noqa: F401  (registers the Auto classes)
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from safetensors.torch import load_file
-
-import codectts  # noqa: F401  (registers the Auto classes)
 from codectts.conversion import convert_checkpoint
+from safetensors.torch import load_file
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 
@@ -55,15 +54,24 @@ def test_text_input_matches_model_generate_and_processor_decode(tts):
     torch.manual_seed(0)
     generated = model.generate(**inputs, **SAMPLING, return_dict_in_generate=True)
     expected = processor.decode_generation(generated.sequences, input_ids=inputs["input_ids"])[0]
-    np.testing.assert_allclose(out["audio"], expected.waveform.numpy(), atol=1e-5 * max(1.0, expected.waveform.abs().max()))
+    np.testing.assert_allclose(
+        out["audio"], expected.waveform.numpy(), atol=1e-5 * max(1.0, expected.waveform.abs().max())
+    )
 
 
 def test_chat_input_with_reference_voice(tts, tmp_path):
     tts, folder = tts
     wave = load_file(GOLDEN / "audio_tokenizer" / "inputs.safetensors")["wav_short"].numpy()
     sf.write(tmp_path / "voice.wav", wave, 24000, subtype="FLOAT")
-    chat = [{"role": "user", "content": [{"type": "audio", "path": str(tmp_path / "voice.wav")},
-                                         {"type": "text", "text": "Hello world."}]}]
+    chat = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "audio", "path": str(tmp_path / "voice.wav")},
+                {"type": "text", "text": "Hello world."},
+            ],
+        }
+    ]
     out = tts(chat, generate_kwargs=GREEDY)
 
     processor, model = tts.processor, fresh_model(folder)

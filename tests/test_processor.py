@@ -10,17 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
-from transformers import AutoTokenizer
-
 from codectts.processing.audio_io import AudioInputError
 from codectts.processing.decoding import parse_generation
 from codectts.processing.processor import CodecTTSProcessor
+from safetensors.torch import load_file
+from transformers import AutoTokenizer
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 LAYOUTS = ("delay", "local")
 # Generation outputs each processor fixture decoded (README of processor/): Delay eager, Local sdpa.
-MODEL_OUTPUTS = {"delay": "moss_tts_delay/outputs_eager.safetensors", "local": "moss_tts_local/outputs_sdpa.safetensors"}
+MODEL_OUTPUTS = {
+    "delay": "moss_tts_delay/outputs_eager.safetensors",
+    "local": "moss_tts_local/outputs_sdpa.safetensors",
+}
 
 
 @lru_cache
@@ -56,7 +58,9 @@ def make_processor(layout: str, with_codec: bool = False) -> CodecTTSProcessor:
 def recorded_codes(layout: str) -> dict[str, torch.Tensor]:
     """The code tensors of the recorded messages, keyed as cases.json prints them."""
     _, tensors = golden(layout)
-    return {f"tensor[{t.shape[0]}, {t.shape[1]}]": t for t in (tensors[f"codes.{k}"] for k in ("ref1", "ref2", "asst"))}
+    return {
+        f"tensor[{t.shape[0]}, {t.shape[1]}]": t for t in (tensors[f"codes.{k}"] for k in ("ref1", "ref2", "asst"))
+    }
 
 
 PROMPT_CASES = [
@@ -83,8 +87,18 @@ def rebuilt_conversations(processor: CodecTTSProcessor, case: str, layout: str) 
     if case == "duration_tokens":
         return [[user(text="Hello world.", tokens=25)]]
     if case == "instruction_voice_design":
-        return [[user(text="Voice design test.", instruction="A calm, warm female voice.", quality="high",
-                      sound_event="laughter", ambient_sound="rain", language="English")]]
+        return [
+            [
+                user(
+                    text="Voice design test.",
+                    instruction="A calm, warm female voice.",
+                    quality="high",
+                    sound_event="laughter",
+                    ambient_sound="rain",
+                    language="English",
+                )
+            ]
+        ]
     if case == "two_speaker_refs":
         refs = [ref1, None, ref2] if layout == "delay" else [ref1, ref2]
         return [[user(text="[S1]Hi there.[S2]Hello!", reference=refs)]]
@@ -132,7 +146,7 @@ def test_prompt_rows_match_golden(layout, case):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_delay_pattern_golden(layout):
-    from codectts.processing.prompt import apply_delay_pattern, revert_delay_pattern
+    from codectts.modeling.delay_pattern import apply_delay_pattern, revert_delay_pattern
 
     _, t = golden(layout)
     delayed = apply_delay_pattern(t["delay_pattern.codes"], model_config(layout)["audio_pad_code"])
@@ -266,7 +280,9 @@ def test_multi_segment_decode_is_one_codec_call(layout, monkeypatch):
     for (start_length, rows), result in zip(batch, results):
         parsed = parse_generation(rows, start_length + offset, processor.prompt_format)
         assert len(parsed.segments) == len(result.audio)
-        for segment, prefix, codes, wav in zip(parsed.segments, parsed.prefix_frames, result.audio_codes, result.audio):
+        for segment, prefix, codes, wav in zip(
+            parsed.segments, parsed.prefix_frames, result.audio_codes, result.audio
+        ):
             assert torch.equal(codes, segment[prefix:])
             assert wav.shape == (codes.shape[0] * frame,)
     # each segment decoded alone (no batch padding, prefix as context) gives the same samples
@@ -309,7 +325,7 @@ def test_continuation_decode_cuts_exactly_the_prefix():
     prompt = processor([user, processor.build_assistant_message([prefix])], mode="continuation")["input_ids"][0]
     # what a generator appends: the remaining frames + flush rows, then audio_end and im_end
     whole = torch.cat([prefix, new])
-    from codectts.processing.prompt import apply_delay_pattern
+    from codectts.modeling.delay_pattern import apply_delay_pattern
 
     delayed = apply_delay_pattern(whole, pad)[prefix.shape[0] :]
     text = [processor.audio_assistant_gen_slot_token_id] * new.shape[0] + [
@@ -329,8 +345,8 @@ def test_continuation_decode_cuts_exactly_the_prefix():
 # ---------------------------------------------------------------------------------------------------------------------
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 @st.composite
@@ -405,8 +421,11 @@ def test_waveform_references_are_encoded_in_one_call(monkeypatch, tmp_path):
     monkeypatch.setattr(processor.audio_tokenizer, "encode", counting)
     batch = [
         [processor.build_user_message(text="One.", reference=[str(tmp_path / "ref.wav")])],
-        [processor.build_user_message(text="Two.", reference=[(inputs["wav_long"].numpy(), 24000), None,
-                                                              inputs["wav_short"]])],
+        [
+            processor.build_user_message(
+                text="Two.", reference=[(inputs["wav_long"].numpy(), 24000), None, inputs["wav_short"]]
+            )
+        ],
     ]
     out = processor(batch)
     assert len(calls) == 1 and calls[0][0] == 3
@@ -427,18 +446,30 @@ def test_chat_template_api_matches_message_api(layout):
     processor = make_processor(layout)
     ref1, asst = t["codes.ref1"], t["codes.asst"]
     chat = [
-        {"role": "user", "language": "English", "tokens": 12,
-         "content": [{"type": "audio", "audio_codes": ref1}, {"type": "text", "text": "The quick brown fox jumps."}]},
+        {
+            "role": "user",
+            "language": "English",
+            "tokens": 12,
+            "content": [
+                {"type": "audio", "audio_codes": ref1},
+                {"type": "text", "text": "The quick brown fox jumps."},
+            ],
+        },
     ]
-    native = [processor.build_user_message(text="The quick brown fox jumps.", reference=[ref1], tokens=12,
-                                           language="English")]
+    native = [
+        processor.build_user_message(
+            text="The quick brown fox jumps.", reference=[ref1], tokens=12, language="English"
+        )
+    ]
     a, b = processor.apply_chat_template(chat), processor(native)
     assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["attention_mask"], b["attention_mask"])
     text = processor.apply_chat_template(chat, tokenize=False)
     assert text.startswith("<|im_start|>user\n<user_inst>") and "<|audio|>" in text
     # continuation is inferred from a final assistant turn with audio
-    chat2 = [{"role": "user", "content": "The quick brown fox."},
-             {"role": "assistant", "content": [{"type": "audio", "audio_codes": asst}]}]
+    chat2 = [
+        {"role": "user", "content": "The quick brown fox."},
+        {"role": "assistant", "content": [{"type": "audio", "audio_codes": asst}]},
+    ]
     cont = processor.apply_chat_template(chat2)
     native2 = [processor.build_user_message(text="The quick brown fox."), processor.build_assistant_message([asst])]
     assert torch.equal(cont["input_ids"], processor(native2, mode="continuation")["input_ids"])
@@ -450,8 +481,7 @@ def test_plain_text_call_with_template_fields():
     """`processor("text", reference=..., language=...)`, also via `processor_kwargs` (text-to-speech pipeline)."""
     processor = make_processor("delay")
     _, t = golden("delay")
-    native = processor([[processor.build_user_message(text="Hi.")],
-                        [processor.build_user_message(text="Yo.")]])
+    native = processor([[processor.build_user_message(text="Hi.")], [processor.build_user_message(text="Yo.")]])
     assert torch.equal(processor(["Hi.", "Yo."])["input_ids"], native["input_ids"])
     ref = processor([processor.build_user_message(text="Hi.", reference=[t["codes.ref1"]], language="English")])
     assert torch.equal(processor("Hi.", reference=t["codes.ref1"], language="English")["input_ids"], ref["input_ids"])
