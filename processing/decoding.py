@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .messages import AUDIO_PLACEHOLDER
 from ..modeling.delay_pattern import revert_delay_pattern
+from .messages import AUDIO_PLACEHOLDER
 from .prompt import PromptFormat
 
 
