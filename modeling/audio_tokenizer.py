@@ -190,8 +190,8 @@ class CodecTTSAudioTokenizerModel(CodecTTSAudioTokenizerPreTrainedModel):
             lengths = torch.full((batch,), samples, dtype=torch.long, device=audio.device)
         else:
             lengths = self._lengths_from_padding_mask(padding_mask, batch, samples, audio.device)
-            valid = torch.arange(samples, device=audio.device)[None, :] < lengths[:, None]
-            audio = torch.where(valid, audio, torch.zeros((), dtype=audio.dtype, device=audio.device))
+            if padding_mask is not None:  # padded samples count as silence (whatever the caller put there)
+                audio = audio.masked_fill(~padding_mask.to(device=audio.device, dtype=torch.bool), 0.0)
         if not torch.isfinite(audio).all():
             raise ValueError("input_values contains NaN or infinite samples")
 
@@ -263,9 +263,9 @@ class CodecTTSAudioTokenizerModel(CodecTTSAudioTokenizerPreTrainedModel):
         audio = self.decoder(latents.to(dtype), state=state)[..., 0].float()  # (batch, samples)
         if state is not None:
             state.num_frames += frames
+        # Zero the audio of frames past each row's length (frame-wise, no per-sample index tensor).
+        audio = audio.reshape(batch, frames, hop).masked_fill_(~valid[:, 0, :, None], 0.0).view(batch, 1, frames * hop)
         audio_lengths = lengths * hop
-        sample_valid = torch.arange(audio.shape[-1], device=audio.device)[None, :] < audio_lengths[:, None]
-        audio = torch.where(sample_valid, audio, torch.zeros((), dtype=audio.dtype, device=audio.device))[:, None]
         if not return_dict:
             return (audio, audio_lengths)
         return CodecTTSAudioTokenizerDecoderOutput(
@@ -348,7 +348,7 @@ class CodecTTSAudioTokenizerModel(CodecTTSAudioTokenizerPreTrainedModel):
             )
         mask = padding_mask.to(device=device).bool()
         lengths = mask.sum(-1)
-        if not torch.equal(mask, torch.arange(samples, device=device)[None, :] < lengths[:, None]):
+        if (mask[:, 1:] & ~mask[:, :-1]).any():  # a valid sample after a padded one
             raise ValueError("padding_mask must mark a prefix of each row (right padding only)")
         if (lengths == 0).any():
             raise ValueError(f"rows {lengths.eq(0).nonzero().flatten().tolist()} of the batch contain no audio")
