@@ -161,7 +161,7 @@ class CodecTTSAudioTokenizerModel(CodecTTSAudioTokenizerPreTrainedModel):
                 input then continues that stream. Chunks must hold whole frames, except the last one of a stream.
             use_cache (`bool`, *optional*): start a new stream (returns ``past_key_values``) when no state is given.
             return_dict (`bool`, *optional*): return a [`CodecTTSAudioTokenizerEncoderOutput`] (default) or the
-                tuple ``(audio_codes, audio_codes_lengths)``.
+                tuple ``(audio_codes, audio_codes_lengths)`` (plus the state when streaming).
 
         Returns:
             ``audio_codes`` `(batch, K, frames)` int64 with ``frames = ceil(samples / downsample_rate)``,
@@ -208,7 +208,7 @@ class CodecTTSAudioTokenizerModel(CodecTTSAudioTokenizerPreTrainedModel):
         if state is not None:
             state.num_frames += frames
         if not return_dict:
-            return (codes, codes_lengths)
+            return (codes, codes_lengths) if state is None else (codes, codes_lengths, state)
         return CodecTTSAudioTokenizerEncoderOutput(
             audio_codes=codes, audio_codes_lengths=codes_lengths, encoder_hidden_states=hidden, past_key_values=state
         )
@@ -235,7 +235,7 @@ class CodecTTSAudioTokenizerModel(CodecTTSAudioTokenizerPreTrainedModel):
                 stream (e.g. frames as a generator produces them).
             use_cache (`bool`, *optional*): start a new stream (returns ``past_key_values``) when no state is given.
             return_dict (`bool`, *optional*): return a [`CodecTTSAudioTokenizerDecoderOutput`] (default) or the
-                tuple ``(audio_values, audio_values_lengths)``.
+                tuple ``(audio_values, audio_values_lengths)`` (plus the state when streaming).
 
         Returns:
             ``audio_values`` `(batch, 1, frames * downsample_rate)` float32, ``audio_values_lengths`` `(batch,)`.
@@ -267,7 +267,7 @@ class CodecTTSAudioTokenizerModel(CodecTTSAudioTokenizerPreTrainedModel):
         audio = audio.reshape(batch, frames, hop).masked_fill_(~valid[:, 0, :, None], 0.0).view(batch, 1, frames * hop)
         audio_lengths = lengths * hop
         if not return_dict:
-            return (audio, audio_lengths)
+            return (audio, audio_lengths) if state is None else (audio, audio_lengths, state)
         return CodecTTSAudioTokenizerDecoderOutput(
             audio_values=audio, audio_values_lengths=audio_lengths, past_key_values=state
         )

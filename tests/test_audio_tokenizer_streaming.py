@@ -130,6 +130,18 @@ def test_streaming_with_the_default_ten_second_window():
         first = model.encode(audio[..., : 4 * HOP], use_cache=True)
         second = model.encode(audio[..., 4 * HOP :], past_key_values=first.past_key_values)
     assert torch.equal(torch.cat([first.audio_codes, second.audio_codes], -1), offline.audio_codes)
+    # Tuple outputs carry the state too, so `use_cache=True, return_dict=False` does not lose it.
+    with torch.no_grad():
+        codes, lengths, state = model.encode(audio[..., : 4 * HOP], use_cache=True, return_dict=False)
+        rest, _, same_state = model.encode(audio[..., 4 * HOP :], past_key_values=state, return_dict=False)
+        audio_a, _, dec_state = model.decode(offline.audio_codes[..., :4], use_cache=True, return_dict=False)
+        audio_b, _, _ = model.decode(offline.audio_codes[..., 4:], past_key_values=dec_state, return_dict=False)
+        audio_full = model.decode(offline.audio_codes).audio_values
+    assert same_state is state and lengths.tolist() == [4, 4]
+    assert torch.equal(torch.cat([codes, rest], -1), offline.audio_codes)
+    torch.testing.assert_close(
+        torch.cat([audio_a, audio_b], -1), audio_full, rtol=1e-5, atol=1e-5 * audio_full.abs().max().item()
+    )
 
 
 def test_offline_output_only_depends_on_the_window(short_context_model):
