@@ -72,6 +72,13 @@ def _cmd_codec(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, args.text, seed=args.seed, max_new_tokens=args.max_new_tokens)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codectts", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -92,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-quantizers", type=int, default=None, help="quantizers to use (default: all)")
     p.add_argument("--subtype", default=None, help="soundfile subtype of the output, e.g. PCM_16 or FLOAT")
     p.set_defaults(func=_cmd_codec)
+
+    p = sub.add_parser("demo", help="offline end-to-end demo with tiny random-weight models (no download)")
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for the WAV files")
+    p.add_argument("--text", default="Hello from codectts, a tiny offline demo.", help="text to synthesise")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-new-tokens", type=int, default=80, help="generation budget in rows (80 ms each)")
+    p.set_defaults(func=_cmd_demo)
     return parser
 
 
