@@ -156,7 +156,10 @@ def run_demo(out: Path, text: str, seed: int = 0, max_new_tokens: int = 80) -> l
             speech = processor.decode_generation(generated.sequences, input_ids=inputs["input_ids"])[0]
             seconds = speech.waveform.numel() / rate
             s["note"] = f"{len(speech.audio)} segment(s), {seconds:.2f} s of audio"
-        path = processor.save_audio(speech, out / f"{name}.wav")
+        wave = speech.waveform
+        peak = float(wave.abs().max()) if wave.numel() else 0.0
+        # random codec weights give an arbitrary level: normalise the peak so that the file is audible
+        path = processor.save_audio(wave * (0.5 / peak) if peak > 0 else wave, out / f"{name}.wav")
         written.append(path)
     timer.print()
     print("\nwrote: " + ", ".join(str(p) for p in written))

@@ -1,0 +1,88 @@
+"""Streaming synthesis: chunks yielded while generate() runs concatenate to the offline decode."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from codectts.demo import build_tiny_models, reference_voice
+from codectts.processing.processor import CodecTTSProcessor
+from codectts.processing.streaming import stream_speech
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_tiny_models(seed=0, n_vq=4)
+
+
+def _speaking_bias(config):
+    # random text heads rarely open an audio block; bias them so that the test covers several segments
+    return {(config.audio_start_token_id,): 10.0, (config.audio_assistant_gen_slot_token_id,): 6.0}
+
+
+def _check_stream_equals_offline(model, processor, inputs, chunk_frames, max_new_tokens=30):
+    kwargs = dict(do_sample=True, max_new_tokens=max_new_tokens, sequence_bias=_speaking_bias(model.config))
+    torch.manual_seed(123)
+    chunks = list(stream_speech(model, processor, inputs, chunk_frames=chunk_frames, **kwargs))
+    torch.manual_seed(123)
+    generated = model.generate(**inputs, return_dict_in_generate=True, **kwargs)
+    offline = processor.decode_generation(generated.sequences, input_ids=inputs["input_ids"])
+    hop = processor.audio_tokenizer.config.downsample_rate
+    n_segments = 0
+    for b, speech in enumerate(offline):
+        for s, wave in enumerate(speech.audio):
+            pieces = [c for c in chunks if c.batch_index == b and c.segment_index == s]
+            assert pieces, f"no streamed chunk for sequence {b} segment {s}"
+            assert [c.is_last for c in pieces] == [False] * (len(pieces) - 1) + [True]
+            assert all(c.audio.numel() <= chunk_frames * hop for c in pieces[:-1])
+            assert pieces[0].first_frame == 0
+            streamed = torch.cat([c.audio for c in pieces])
+            assert streamed.shape == wave.shape
+            torch.testing.assert_close(streamed, wave, rtol=1e-5, atol=1e-5 * max(1.0, wave.abs().max().item()))
+            n_segments += 1
+    streamed_keys = {(c.batch_index, c.segment_index) for c in chunks}
+    assert len(streamed_keys) == n_segments
+    return n_segments
+
+
+@pytest.mark.parametrize("family", ["delay", "local"])
+@pytest.mark.parametrize("chunk_frames", [1, 3])
+def test_stream_equals_offline_batch(tiny, family, chunk_frames):
+    tokenizer, codec, delay, local = tiny
+    model = delay if family == "delay" else local
+    processor = CodecTTSProcessor.from_model_config(model.config, tokenizer, codec)
+    conversations = [
+        [processor.build_user_message(text="Hi there", reference=[(reference_voice(1.0), 24000)])],
+        [processor.build_user_message(text="A second, longer sentence")],
+    ]
+    inputs = processor(conversations, mode="generation")
+    assert _check_stream_equals_offline(model, processor, inputs, chunk_frames) >= 2
+
+
+@pytest.mark.parametrize("family", ["delay", "local"])
+def test_stream_continuation_skips_the_given_prefix(tiny, family):
+    tokenizer, codec, delay, local = tiny
+    model = delay if family == "delay" else local
+    processor = CodecTTSProcessor.from_model_config(model.config, tokenizer, codec)
+    prefix = torch.randint(0, codec.config.codebook_size, (6, model.config.n_vq))
+    conversation = [processor.build_user_message(text="Go on"), processor.build_assistant_message([prefix])]
+    inputs = processor([conversation], mode="continuation")
+    assert _check_stream_equals_offline(model, processor, inputs, chunk_frames=2) >= 1
+
+
+def test_stream_rejects_bad_arguments(tiny):
+    tokenizer, codec, delay, _ = tiny
+    processor = CodecTTSProcessor.from_model_config(delay.config, tokenizer, codec)
+    inputs = processor([[processor.build_user_message(text="x")]], mode="generation")
+    with pytest.raises(ValueError, match="chunk_frames"):
+        next(stream_speech(delay, processor, inputs, chunk_frames=0))
+    with pytest.raises(ValueError, match="streamer"):
+        next(stream_speech(delay, processor, inputs, streamer=object()))
+
+
+def test_stream_propagates_generation_errors(tiny):
+    tokenizer, codec, delay, _ = tiny
+    processor = CodecTTSProcessor.from_model_config(delay.config, tokenizer, codec)
+    inputs = processor([[processor.build_user_message(text="x")]], mode="generation")
+    with pytest.raises(ValueError, match="num_beams"):
+        list(stream_speech(delay, processor, inputs, num_beams=2))
