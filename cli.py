@@ -72,6 +72,57 @@ def _cmd_codec(args: argparse.Namespace) -> int:
     return 0
 
 
+class _ProgressStreamer:
+    """A generate() streamer that advances a progress bar by one per generated row (80 ms of audio)."""
+
+    def __init__(self, total: int):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, unit="row", desc="generating", disable=None)
+        self.prompt_seen = False
+
+    def put(self, value) -> None:
+        if self.prompt_seen:
+            self.bar.update(1)
+        self.prompt_seen = True
+
+    def end(self) -> None:
+        self.bar.close()
+
+
+def _cmd_synthesize(args: argparse.Namespace) -> int:
+    import torch
+    from transformers import AutoModel, AutoProcessor
+
+    if not args.text.strip():
+        raise ValueError("the text to synthesise is empty")
+    if args.tokens is not None and args.tokens < 1:
+        raise ValueError(f"--tokens must be a positive number of frames, got {args.tokens}")
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
+    model = AutoModel.from_pretrained(args.model).eval()
+    processor = AutoProcessor.from_pretrained(args.model)
+    reference = [str(path) for path in args.reference] or None
+    message = processor.build_user_message(
+        text=args.text, reference=reference, instruction=args.instruction, tokens=args.tokens, language=args.language
+    )
+    inputs = processor([[message]], mode="generation")
+    generate_kwargs = {"max_new_tokens": args.max_new_tokens, "return_dict_in_generate": True}
+    if args.greedy:
+        generate_kwargs["do_sample"] = False
+    with torch.inference_mode():
+        generated = model.generate(**inputs, streamer=_ProgressStreamer(args.max_new_tokens), **generate_kwargs)
+    speech = processor.decode_generation(generated.sequences, input_ids=inputs["input_ids"])[0]
+    if not speech.audio:
+        raise ValueError("the model produced no audio (try another --seed or a larger --max-new-tokens)")
+    path = processor.save_audio(speech, args.out)
+    seconds = speech.waveform.numel() / processor.sampling_rate
+    print(f"wrote {seconds:.2f} s of audio ({len(speech.audio)} segment(s)) to {path}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -99,6 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-quantizers", type=int, default=None, help="quantizers to use (default: all)")
     p.add_argument("--subtype", default=None, help="soundfile subtype of the output, e.g. PCM_16 or FLOAT")
     p.set_defaults(func=_cmd_codec)
+
+    p = sub.add_parser("synthesize", help="text (+ optional reference voice) to a WAV file with a converted model")
+    p.add_argument("text", help="text to speak")
+    p.add_argument("--model", type=Path, required=True, help="converted model bundle (model + tokenizer + codec)")
+    p.add_argument("--out", type=Path, required=True, help="output audio file (.wav, .flac, .ogg)")
+    p.add_argument("--reference", type=Path, action="append", default=[], help="reference voice (repeat: speakers)")
+    p.add_argument("--tokens", type=int, help="desired duration in frames (12.5 per second)")
+    p.add_argument("--instruction", help="voice description (voice design models)")
+    p.add_argument("--language", help="language name, e.g. English or Chinese")
+    p.add_argument("--seed", type=int, help="random seed for sampling")
+    p.add_argument("--greedy", action="store_true", help="greedy decoding instead of the model's sampling preset")
+    p.add_argument("--max-new-tokens", type=int, default=4096, help="generation budget in rows (80 ms each)")
+    p.set_defaults(func=_cmd_synthesize)
 
     p = sub.add_parser("demo", help="offline end-to-end demo with tiny random-weight models (no download)")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for the WAV files")
