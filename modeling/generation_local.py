@@ -348,6 +348,10 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
         history = torch.zeros((batch, n_codebooks, config.audio_vocab_size + 1), dtype=torch.bool, device=device)
         history.scatter_(2, input_ids[..., 1 : n_codebooks + 1].transpose(1, 2).long(), True)
 
+        if use_compile and hasattr(torch, "_dynamo"):
+            torch._dynamo.mark_static_address(history)  # mutated in place by the (CUDA-graphed) frame decoder
+        # Backstop for the frame budget (transformers' MaxLengthCriteria normally stops the loop first).
+        max_length = generation_config.max_length or prompt_len + (generation_config.max_new_tokens or 0)
         unfinished = torch.ones(batch, dtype=torch.bool, device=device)
         audio_end = torch.tensor(config.audio_end_token_id, device=device)
         pad_columns = torch.full((batch, config.n_vq - n_codebooks), config.audio_pad_code, dtype=torch.long, device=device)
@@ -365,7 +369,7 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
             unfinished = unfinished & (text != audio_end)
             if stopping_criteria is not None:
                 unfinished = unfinished & ~stopping_criteria(sequences[..., 0], None).to(device)
-            if not bool(unfinished.any()):
+            if sequences.shape[1] >= max_length or not bool(unfinished.any()):
                 break
             if static:
                 mask = step_mask
