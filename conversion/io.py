@@ -106,6 +106,7 @@ def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterat
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
     try:
         yield tmp
+        _set_default_permissions(tmp)
         if dst.exists():
             old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
             os.replace(dst, old)
@@ -116,6 +117,22 @@ def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterat
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def default_mode(directory: bool) -> int:
+    """The mode a new file/folder would get from the process umask (temporary files are created private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
+def _set_default_permissions(folder: Path) -> None:
+    folder.chmod(default_mode(directory=True))
+    for path in folder.rglob("*"):
+        if path.is_dir():
+            path.chmod(default_mode(directory=True))
+        elif path.stat().st_mode & 0o777 == 0o600:
+            path.chmod(default_mode(directory=False))
 
 
 def same_folder(a: str | os.PathLike, b: str | os.PathLike) -> bool:

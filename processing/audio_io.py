@@ -203,6 +203,12 @@ def prepare_waveform(item: Any, target_rate: int, *, min_samples: int = 1, what:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def _umask_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def save_audio(audio: Any, path: str | os.PathLike, sampling_rate: int, *, subtype: str | None = None) -> Path:
     """Write a waveform atomically (temporary file in the same folder, then ``os.replace``).
 
@@ -233,6 +239,7 @@ def save_audio(audio: Any, path: str | os.PathLike, sampling_rate: int, *, subty
     try:
         with os.fdopen(fd, "wb") as handle:
             sf.write(handle, audio, int(sampling_rate), format=fmt, subtype=subtype)
+        os.chmod(tmp, _umask_file_mode())  # mkstemp files are private (0600); give the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
