@@ -149,14 +149,14 @@ def run_delay_benchmark(
         ids = ids.to(device)
         mask = torch.ones(batch, prompt_len, dtype=torch.long, device=device)
         for mode in modes:
-            kwargs = dict(
-                attention_mask=mask, max_new_tokens=frames, suppress_tokens=[config.audio_assistant_delay_slot_token_id],
-                **sampling,
-            )  # fmt: skip
+            never_flush = [config.audio_assistant_delay_slot_token_id]
+            kwargs = dict(attention_mask=mask, max_new_tokens=frames, suppress_tokens=never_flush, **sampling)
             if mode in ("static", "compiled"):
                 kwargs["cache_implementation"] = "static"
             if mode == "compiled":
-                compile_config = CompileConfig(fullgraph=True, mode="reduce-overhead" if device.type == "cuda" else None)
+                compile_config = CompileConfig(
+                    fullgraph=True, mode="reduce-overhead" if device.type == "cuda" else None
+                )
                 compile_config._compile_all_devices = True  # also on CPU
                 kwargs["compile_config"] = compile_config
             else:
@@ -220,9 +220,13 @@ def format_table(rows: list[dict]) -> str:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--family", nargs="+", choices=sorted(FAMILIES), default=sorted(FAMILIES))
-    parser.add_argument("--size", default="tiny", help="tiny (CPU), or a released size: 1.7b / 8b (delay), 1.7b (local)")
+    parser.add_argument(
+        "--size", default="tiny", help="tiny (CPU), or a released size: 1.7b / 8b (delay), 1.7b (local)"
+    )
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=None, help="default: eager static (+compiled on GPU)")
+    parser.add_argument(
+        "--modes", nargs="+", choices=MODES, default=None, help="default: eager static (+compiled on GPU)"
+    )
     parser.add_argument("--frames", type=int, default=64)
     parser.add_argument("--prompt-len", type=int, default=64)
     parser.add_argument("--device", default=None)

@@ -137,7 +137,7 @@ class CodecTTSDelayConfig(PretrainedConfig):
         return self.text_config
 
     @classmethod
-    def from_original_config(cls, original: dict[str, Any], **overrides) -> "CodecTTSDelayConfig":
+    def from_original_config(cls, original: dict[str, Any], **overrides) -> CodecTTSDelayConfig:
         """Build from the `config.json` dict of an original MOSS-TTS Delay checkpoint (`model_type moss_tts_delay`).
 
         Raises:

@@ -60,7 +60,9 @@ def expected_original_delay_shapes(config: CodecTTSDelayConfig) -> dict[str, tup
             }
         )
         if text.attention_bias:
-            shapes.update({p + f"self_attn.{n}_proj.bias": (r,) for n, r in (("q", q_rows), ("k", kv_rows), ("v", kv_rows))})
+            shapes.update(
+                {p + f"self_attn.{n}_proj.bias": (r,) for n, r in (("q", q_rows), ("k", kv_rows), ("v", kv_rows))}
+            )
             shapes[p + "self_attn.o_proj.bias"] = (hidden,)
     for j in range(config.n_vq):
         shapes[f"emb_ext.{j}.weight"] = (config.audio_num_embeddings, hidden)

@@ -19,8 +19,8 @@ with ``A = audio_vocab_size + 1``. Fusing the N embeddings / heads into one tabl
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -241,13 +241,16 @@ class CodecTTSDelayForConditionalGeneration(CodecTTSDelayGenerationMixin, CodecT
             if input_ids.shape[1] > 1 and not torch.compiler.is_compiling():
                 self.check_input_ids(input_ids)
             inputs_embeds = self.embed_input_ids(input_ids)
-        if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2 and (
-            attention_mask.shape[0] != inputs_embeds.shape[0] or attention_mask.shape[1] < inputs_embeds.shape[1]
-        ):
-            raise ValueError(
-                f"attention_mask has shape {tuple(attention_mask.shape)} but the inputs have "
-                f"{tuple(inputs_embeds.shape[:2])} (batch, rows); it must cover the cached and the new rows"
-            )
+        if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
+            rows, mask_rows = inputs_embeds.shape[1], attention_mask.shape[1]
+            # without a cache the mask covers exactly the input rows; with one it also covers the cached rows
+            if attention_mask.shape[0] != inputs_embeds.shape[0] or (
+                mask_rows != rows if past_key_values is None else mask_rows < rows
+            ):
+                raise ValueError(
+                    f"attention_mask has shape {tuple(attention_mask.shape)} but the inputs have "
+                    f"{tuple(inputs_embeds.shape[:2])} (batch, rows); it must cover the cached and the new rows"
+                )
         if hidden_out_layers is not None and len(hidden_out_layers) != 1 + self.config.n_vq:
             raise ValueError(f"hidden_out_layers needs {1 + self.config.n_vq} entries, got {len(hidden_out_layers)}")
 
@@ -311,4 +314,3 @@ class CodecTTSDelayForConditionalGeneration(CodecTTSDelayGenerationMixin, CodecT
         head = self.audio_lm_head.weight.view(self.config.n_vq, num_codes, -1)
         audio = [F.linear(hidden_states[index][:, keep], head[j]) for j, index in enumerate(layers[1:])]
         return logits, torch.stack(audio, dim=-2)
-

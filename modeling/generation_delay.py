@@ -243,7 +243,9 @@ class CodecTTSDelayGenerationMixin(GenerationMixin):
         batch_size = input_ids.shape[0]
         device = input_ids.device
         text_sample = bool(generation_config.do_sample)
-        audio_sample = text_sample if generation_config.audio_do_sample is None else bool(generation_config.audio_do_sample)
+        audio_sample = (
+            text_sample if generation_config.audio_do_sample is None else bool(generation_config.audio_do_sample)
+        )
         return_dict = generation_config.return_dict_in_generate
         keep = {
             name: () if return_dict and getattr(generation_config, flag) else None

@@ -4,14 +4,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from codectts.configuration.delay import DELAY_GENERATION_PRESETS, delay_generation_defaults
 from codectts.conversion import convert_checkpoint
 from codectts.modeling.audio_sampling import AudioRepetitionPenalty, select_tokens, top_k_filter, top_p_filter
 from codectts.modeling.delay import CodecTTSDelayForConditionalGeneration
 from codectts.modeling.delay_pattern import revert_delay_pattern
 from codectts.modeling.generation_delay import DelayAudioFrameStreamer
+from safetensors.torch import load_file
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "moss_tts_delay"
 GOLDEN_OUTPUTS = load_file(GOLDEN / "outputs_eager.safetensors")
@@ -60,7 +59,9 @@ def test_greedy_trajectories_match_reference(model, key):
     )  # fmt: skip
     steps = out.sequences.shape[1] - ids.shape[1]
     assert steps <= int(max_new) and len(out.logits) == len(out.audio_logits) == steps
-    for b, (start_length, rows) in enumerate(reference_contract(out.sequences, ids.shape[1], model.config.im_start_token_id)):
+    for b, (start_length, rows) in enumerate(
+        reference_contract(out.sequences, ids.shape[1], model.config.im_start_token_id)
+    ):
         assert start_length == int(GOLDEN_OUTPUTS[f"{key}.b{b}.start_length"])
         assert torch.equal(rows, GOLDEN_OUTPUTS[f"{key}.b{b}.ids"])
         if f"{key}.b{b}.dedelayed_audio" in GOLDEN_OUTPUTS:

@@ -4,15 +4,14 @@ import json
 import shutil
 from pathlib import Path
 
+import codectts  # noqa: F401  (registers the Auto classes)
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
-import codectts  # noqa: F401  (registers the Auto classes)
 from codectts.configuration.delay import CodecTTSDelayConfig
 from codectts.conversion import CheckpointMismatchError, convert_checkpoint
-from codectts.conversion.delay import load_converted_delay, write_converted_delay
+from codectts.conversion.delay import write_converted_delay
 from codectts.modeling.delay import CodecTTSDelayForConditionalGeneration
+from safetensors.torch import load_file, save_file
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "moss_tts_delay"
 ATOL = 1e-4  # float32 logits of O(10); reference eager vs sdpa differ by <= 5e-6 on valid rows
@@ -70,7 +69,9 @@ def test_forward_logits_and_losses_match_reference(model_and_golden):
         out = model(input_ids=ids, attention_mask=mask, labels=golden["forward_AC.labels"], output_hidden_states=True)
     _assert_text_logits(out.logits, golden, "forward_AC", mask)
     _assert_audio_logits(out.audio_logits[mask], golden["forward_AC.audio_logits"][mask])
-    torch.testing.assert_close(out.hidden_states[-1][mask], golden["forward_AC.last_hidden_state"][mask], atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        out.hidden_states[-1][mask], golden["forward_AC.last_hidden_state"][mask], atol=ATOL, rtol=0
+    )
     torch.testing.assert_close(out.loss, golden["forward_AC.loss"], atol=1e-5, rtol=1e-6)
     torch.testing.assert_close(out.channel_losses, golden["forward_AC.channel_losses"], atol=1e-5, rtol=1e-6)
     sums, counts = golden["forward_AC.all_sum_losses"], golden["forward_AC.all_token_nums"]
@@ -82,8 +83,12 @@ def test_forward_logits_and_losses_match_reference(model_and_golden):
             input_ids=ids, attention_mask=mask, labels=golden["forward_AC.labels"], channelwise_loss_weight=weights
         )
     torch.testing.assert_close(weighted.loss, golden["forward_AC_weighted.loss"], atol=1e-5, rtol=1e-6)
-    torch.testing.assert_close(weighted.sample_losses, golden["forward_AC_weighted.sample_losses"], atol=1e-5, rtol=1e-6)
-    torch.testing.assert_close(weighted.channel_losses, golden["forward_AC_weighted.channel_losses"], atol=1e-5, rtol=1e-6)
+    torch.testing.assert_close(
+        weighted.sample_losses, golden["forward_AC_weighted.sample_losses"], atol=1e-5, rtol=1e-6
+    )
+    torch.testing.assert_close(
+        weighted.channel_losses, golden["forward_AC_weighted.channel_losses"], atol=1e-5, rtol=1e-6
+    )
 
 
 def test_forward_without_mask_hidden_states_and_hidden_out_layers(model_and_golden):
@@ -118,7 +123,7 @@ def test_save_and_reload_round_trip(converted, tmp_path):
     model = CodecTTSDelayForConditionalGeneration.from_pretrained(converted)
     model.save_pretrained(tmp_path)
     again = CodecTTSDelayForConditionalGeneration.from_pretrained(tmp_path)
-    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     assert again.generation_config.audio_temperature == model.generation_config.audio_temperature
 
@@ -141,7 +146,7 @@ def test_sharded_original_checkpoint_converts_identically(tmp_path):
     assert (b / "model.safetensors.index.json").is_file()
     ma = CodecTTSDelayForConditionalGeneration.from_pretrained(a)
     mb = CodecTTSDelayForConditionalGeneration.from_pretrained(b)
-    for (name, x), (_, y) in zip(ma.state_dict().items(), mb.state_dict().items()):
+    for (name, x), (_, y) in zip(ma.state_dict().items(), mb.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
 
 

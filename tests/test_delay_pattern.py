@@ -4,11 +4,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from codectts.modeling.delay_pattern import apply_delay_pattern, audio_block_rows, revert_delay_pattern
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
-
-from codectts.modeling.delay_pattern import apply_delay_pattern, audio_block_rows, revert_delay_pattern
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden"
 

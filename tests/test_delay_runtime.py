@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from codectts.configuration.delay import CodecTTSDelayConfig
 from codectts.modeling.delay import CodecTTSDelayForConditionalGeneration
 from codectts.modeling.delay_pattern import audio_block_rows
