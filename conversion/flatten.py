@@ -102,8 +102,7 @@ class PackageFlattener:
         another package name (pytest, for one, imports a rootdir that has an ``__init__.py`` under the folder's name).
         """
         if isinstance(obj, str):
-            prefix = self.package_name + "."
-            return obj[len(prefix) :] if obj.startswith(prefix) else obj
+            return obj.removeprefix(self.package_name + ".")
         source = inspect.getsourcefile(obj)
         try:
             relative = Path(source).resolve().relative_to(self.package_root.resolve())
@@ -117,6 +116,7 @@ class PackageFlattener:
 
     def flatten(self, roots: Iterable[type | str]) -> dict[str, str]:
         """Generated files ``{"modeling_delay.py": text, ...}`` for the closure of ``roots`` (classes or modules)."""
+        self._modules, self._dotted_by_flat = {}, {}
         entry = sorted({self.module_of(r) for r in roots})
         if not entry:
             raise FlattenError("nothing to flatten: no root classes or modules given")
@@ -221,7 +221,9 @@ class PackageFlattener:
                     f"{name}`; import it from the module that defines it"
                 )
             target, original = exports[name]
-            grouped.setdefault(target, []).append((original, asname if asname else (name if original != name else None)))
+            grouped.setdefault(target, []).append(
+                (original, asname if asname else (name if original != name else None))
+            )
         return [(self._register(target), grouped[target]) for target in sorted(grouped)]
 
     def _register(self, dotted: str) -> str:

@@ -59,6 +59,7 @@ def run_without_codectts(
     )
     result = subprocess.run(
         [sys.executable, "-S", "-c", _GUARD + code],
+        check=False,
         cwd=cwd,
         env=env,
         capture_output=True,

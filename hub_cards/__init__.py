@@ -152,7 +152,9 @@ def _codec_note(codec_location: str | None) -> str:
     if codec_location is None:
         return ""
     if "/" in codec_location:
-        return f"The audio codec lives in its own repository, [{codec_location}](https://huggingface.co/{codec_location})."
+        return (
+            f"The audio codec lives in its own repository, [{codec_location}](https://huggingface.co/{codec_location})."
+        )
     return f"The audio codec ships with this repository, in `{codec_location}/`, and loads on its own as well."
 
 

@@ -30,7 +30,9 @@ class FakeHfApi:
     def upload_folder(self, **kwargs):
         from pathlib import Path
 
-        uploaded = sorted(p.relative_to(kwargs["folder_path"]).as_posix() for p in Path(kwargs["folder_path"]).rglob("*"))
+        uploaded = sorted(
+            p.relative_to(kwargs["folder_path"]).as_posix() for p in Path(kwargs["folder_path"]).rglob("*")
+        )
         self.calls.append(("upload_folder", {**kwargs, "files": uploaded}))
         return "commit-info"
 
@@ -59,7 +61,12 @@ def test_export_folder_pushes_the_exported_folder(fake_api, converted_codec, tmp
     )
     (api,) = fake_api.instances
     assert [name for name, _ in api.calls] == ["create_repo", "upload_folder"]
-    assert api.calls[0][1] == {"repo_id": "someone/tiny-codec", "repo_type": "model", "private": private, "exist_ok": True}
+    assert api.calls[0][1] == {
+        "repo_id": "someone/tiny-codec",
+        "repo_type": "model",
+        "private": private,
+        "exist_ok": True,
+    }
     upload = api.calls[1][1]
     assert upload["folder_path"] == str(dst) and upload["repo_id"] == "someone/tiny-codec"
     assert upload["repo_type"] == "model" and upload["create_pr"] is create_pr

@@ -11,10 +11,20 @@ from codectts.hub_cards import FAMILIES, extract_usage_snippet, render_model_car
 
 CONFIGS = {
     "codec": {"architectures": ["CodecTTSAudioTokenizerModel"], "sampling_rate": 24000, "num_quantizers": 32},
-    "delay": {"architectures": ["CodecTTSDelayForConditionalGeneration"], "n_vq": 32, "text_config": {"hidden_size": 64}},
+    "delay": {
+        "architectures": ["CodecTTSDelayForConditionalGeneration"],
+        "n_vq": 32,
+        "text_config": {"hidden_size": 64},
+    },
     "local": {"architectures": ["CodecTTSLocalForConditionalGeneration"], "n_vq": 32, "local_num_layers": 4},
 }
-GENERATION = {"do_sample": True, "max_new_tokens": 4096, "audio_temperature": 1.7, "audio_top_p": 0.8, "eos_token_id": 7}
+GENERATION = {
+    "do_sample": True,
+    "max_new_tokens": 4096,
+    "audio_temperature": 1.7,
+    "audio_top_p": 0.8,
+    "eos_token_id": 7,
+}
 
 
 def render(family, **kwargs):
@@ -66,7 +76,9 @@ def test_codec_in_its_own_repo_is_linked():
     snippet = extract_usage_snippet(card)
     ast.parse(snippet)
     assert 'codec = AutoModel.from_pretrained("someone/tiny-codec", trust_remote_code=True)' in snippet
-    assert 'AutoProcessor.from_pretrained("someone/tiny-delay", audio_tokenizer=codec, trust_remote_code=True)' in snippet
+    assert (
+        'AutoProcessor.from_pretrained("someone/tiny-delay", audio_tokenizer=codec, trust_remote_code=True)' in snippet
+    )
     assert "audio_tokenizer=codec" not in extract_usage_snippet(render("delay"))
 
 
