@@ -140,7 +140,7 @@ def export_model(
     repo_id: str | None = None,
     base_model: str | None = None,
     card_overrides: dict[str, Any] | None = None,
-    max_shard_size: str | int = "2GB",
+    max_shard_size: str | int = "5GB",
     overwrite: bool = False,
 ) -> Path:
     """Write ``model`` (and ``processor``, codec) as a Hub-ready folder ``dst``; returns ``dst``.
@@ -246,7 +246,7 @@ def export_folder(
     create_pr: bool = False,
     repo_id: str | None = None,
     base_model: str | None = None,
-    max_shard_size: str | int = "2GB",
+    max_shard_size: str | int = "5GB",
     overwrite: bool = False,
     token: str | None = None,
 ) -> Path:
