@@ -29,6 +29,7 @@ Deliberate deviations from the original MOSS-TTS-Local 1.0 ``generate`` (which r
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ import torch
 from transformers import GenerationConfig, GenerationMixin
 from transformers.cache_utils import DynamicCache, StaticCache
 from transformers.generation.utils import GenerateDecoderOnlyOutput
+from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
 
 from .local_sampling import ChannelSampling, select_tokens
 
@@ -63,6 +65,7 @@ LOCAL_1_7B_PRESET = {
 }
 DEFAULT_MAX_NEW_TOKENS = 4096  # frames (≈ 5.5 min at 12.5 frames/s)
 
+_BACKBONE_TAKES_CACHE_POSITION = "cache_position" in inspect.signature(Qwen3Model.forward).parameters
 _UNSUPPORTED_STANDARD_WARPERS = ("temperature", "top_k", "top_p", "repetition_penalty", "min_p", "typical_p")
 
 
@@ -261,8 +264,16 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
         position_ids: torch.Tensor,
         cache,
         n_codebooks: int,
+        cache_position: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Run the backbone on new rows [B, q, 1 + N] with the cache; return the last row's latent [B, H]."""
+        """Run the backbone on new rows [B, q, 1 + N] with the cache; return the last row's latent [B, H].
+
+        ``cache_position`` ([q], the rows' slots in the cache) is passed on where the backbone accepts it.
+        """
+        kwargs = {}
+        if cache_position is not None and _BACKBONE_TAKES_CACHE_POSITION:
+            # Older transformers derive it from the cache length, a data-dependent read on static caches.
+            kwargs["cache_position"] = cache_position
         out = self.model(
             input_ids=rows,
             attention_mask=attention_mask,
@@ -270,6 +281,7 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
             past_key_values=cache,
             use_cache=True,
             n_vq_for_inference=n_codebooks,
+            **kwargs,
         )
         return out.last_hidden_state[:, -1]
 
@@ -340,8 +352,14 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
 
         # Prefill (eager: the prompt length varies between calls).
         hidden = self.backbone_step(
-            input_ids, step_mask if static else attention_mask, prompt_positions, cache, n_codebooks
+            input_ids,
+            step_mask if static else attention_mask,
+            prompt_positions,
+            cache,
+            n_codebooks,
+            torch.arange(prompt_len, device=device),
         )
+        cache_position = torch.tensor([prompt_len], device=device)
         dtype = hidden.dtype
         local_cache = self.local_transformer.new_cache(batch, dtype, hidden.device)
         # history[b, k, code]: code occurs in codebook k's column of sequence b (prompt included).
@@ -376,8 +394,9 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
             else:
                 step_mask = torch.cat([step_mask, step_mask.new_ones((batch, 1))], dim=1)
                 mask = step_mask
-            hidden = backbone_step(frame.unsqueeze(1), mask, next_position, cache, n_codebooks)
+            hidden = backbone_step(frame.unsqueeze(1), mask, next_position, cache, n_codebooks, cache_position)
             next_position = next_position + 1
+            cache_position = cache_position + 1
 
         if streamer is not None:
             streamer.end()

@@ -152,6 +152,28 @@ def test_decode_frame_compiles_fullgraph(model, golden):
     assert (sampled[:, 1:] < config.audio_vocab_size).all()
 
 
+def test_compiled_static_generation_matches_eager(model, golden):
+    """generate() compiles the backbone step and the frame decoder (fullgraph) with a static cache."""
+    from transformers import CompileConfig
+
+    ids, mask = _prompt(golden, "AC")
+    compile_config = CompileConfig(fullgraph=True, backend="eager", mode=None)
+    compile_config._compile_all_devices = True  # transformers only auto-compiles on accelerators
+    torch._dynamo.reset()
+    model.__dict__.pop("_codectts_compiled", None)
+    try:
+        with torch.no_grad():
+            want = model.generate(ids, attention_mask=mask, max_new_tokens=6, **GREEDY)
+            got = model.generate(
+                ids, attention_mask=mask, max_new_tokens=6, cache_implementation="static",
+                compile_config=compile_config, **GREEDY,
+            )
+        assert set(model.__dict__.get("_codectts_compiled", {})) == {"decode_frame", "backbone_step"}
+    finally:
+        model.__dict__.pop("_codectts_compiled", None)
+    assert torch.equal(got, want)
+
+
 def test_static_cache_generation_matches_dynamic(model, golden):
     ids, mask = _prompt(golden, "AC")
     with torch.no_grad():
