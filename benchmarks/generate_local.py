@@ -24,11 +24,10 @@ import resource
 import time
 
 import torch
-from transformers import CompileConfig
-from transformers.generation.streamers import BaseStreamer
-
 from codectts.configuration.local import CodecTTSLocalConfig
 from codectts.modeling.local import CodecTTSLocalForConditionalGeneration
+from transformers import CompileConfig
+from transformers.generation.streamers import BaseStreamer
 
 MODES = ("eager", "static", "compiled")
 SIZES = ("tiny", "1.7b")

@@ -164,7 +164,7 @@ class CodecTTSLocalConfig(PretrainedConfig):
         return self.text_config.head_dim or self.text_config.hidden_size // self.text_config.num_attention_heads
 
     @classmethod
-    def from_original(cls, original: dict[str, Any], **overrides) -> "CodecTTSLocalConfig":
+    def from_original(cls, original: dict[str, Any], **overrides) -> CodecTTSLocalConfig:
         """Build the config from an original MOSS-TTS-Local 1.0 ``config.json`` dict.
 
         The original says ``model_type: "moss_tts_delay"`` like the Delay model; it is recognised by its ``local_*``
@@ -198,4 +198,4 @@ class CodecTTSLocalConfig(PretrainedConfig):
         return cls(**kwargs)
 
 
-__all__ = ["CodecTTSLocalConfig", "QWEN3_1_7B_BACKBONE"]
+__all__ = ["QWEN3_1_7B_BACKBONE", "CodecTTSLocalConfig"]

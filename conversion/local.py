@@ -18,8 +18,8 @@ Public API: :func:`write_converted_local` (folder → folder, used by ``codectts
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import torch
 from safetensors.torch import save_file

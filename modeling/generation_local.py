@@ -407,4 +407,4 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
         return sequences
 
 
-__all__ = ["CodecTTSLocalGenerateOutput", "CodecTTSLocalGenerationMixin", "LOCAL_1_7B_PRESET", "SAMPLING_FIELDS"]
+__all__ = ["LOCAL_1_7B_PRESET", "SAMPLING_FIELDS", "CodecTTSLocalGenerateOutput", "CodecTTSLocalGenerationMixin"]

@@ -23,8 +23,8 @@ State-dict layout (converted from the original by ``codectts.conversion.local``)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn

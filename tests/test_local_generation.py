@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from codectts.conversion import convert_checkpoint
+from codectts.modeling.local_sampling import ChannelSampling, process_logits
 from safetensors.torch import load_file
 from transformers import AutoModel
 from transformers.generation.logits_process import (
@@ -17,8 +19,6 @@ from transformers.generation.logits_process import (
 )
 
 import codectts  # noqa: F401
-from codectts.conversion import convert_checkpoint
-from codectts.modeling.local_sampling import ChannelSampling, process_logits
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "moss_tts_local"
 GREEDY = {"text_temperature": 0, "audio_temperature": 0}

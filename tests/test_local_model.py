@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
-import codectts  # noqa: F401  (registers the Auto classes)
 from codectts.configuration.local import CodecTTSLocalConfig
 from codectts.conversion import convert_checkpoint, detect_checkpoint_kind
 from codectts.conversion.io import CheckpointMismatchError, read_json
 from codectts.conversion.local import load_original_local, write_converted_local
 from codectts.modeling.local import CodecTTSLocalForConditionalGeneration
+from safetensors.torch import load_file, save_file
+
+import codectts  # noqa: F401  (registers the Auto classes)
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "moss_tts_local"
 GREEDY = {"text_temperature": 0, "audio_temperature": 0}
