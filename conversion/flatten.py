@@ -98,8 +98,8 @@ class PackageFlattener:
     def module_of(self, obj: type | str) -> str:
         """Package-relative dotted module of a class (or of a dotted module name, absolute or relative).
 
-        A class is located by its source file rather than its ``__module__``: the same files can be imported under
-        another package name (pytest, for one, imports a rootdir that has an ``__init__.py`` under the folder's name).
+        A class is located by its source file (what gets flattened) rather than by its ``__module__``, which depends
+        on the name the files were imported under.
         """
         if isinstance(obj, str):
             return obj.removeprefix(self.package_name + ".")
