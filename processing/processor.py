@@ -217,7 +217,10 @@ class CodecTTSProcessor(ProcessorMixin):
 
         hub_kwargs = {
             k: kwargs[k]
-            for k in ("cache_dir", "force_download", "token", "local_files_only", "revision", "device_map", "dtype")
+            for k in (
+                "cache_dir", "force_download", "token", "local_files_only", "revision", "device_map", "dtype",
+                "trust_remote_code",  # an exported folder's codec is remote code too
+            )
             if k in kwargs
         }
         if os.path.isdir(path):
