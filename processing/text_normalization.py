@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections.abc import Callable
 
 
 __all__ = ["normalize_tts_text"]
@@ -79,6 +80,20 @@ _IS_CJK = re.compile(f"[{_CJK}]")
 _IS_LATIN = re.compile(f"[{_LATIN}]")
 _IS_DIGIT = re.compile(f"[{_DIGIT}]")
 
+def _until_stable(rewrite: Callable[[str], str], text: str) -> str:
+    """Apply ``rewrite`` until the text stops changing.
+
+    Used by the rules whose output can create a new match (a link nested in a link's text, a bracket pair nested in
+    an unwrapped one): a single pass would leave work for a second call and break idempotence. Each of those
+    rewrites removes a bracket pair, so this terminates.
+    """
+    while True:
+        new = rewrite(text)
+        if new == text:
+            return text
+        text = new
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # 1. Characters
 # ----------------------------------------------------------------------------------------------------------------
@@ -107,22 +122,15 @@ def _clean_characters(text: str) -> str:
 
 # [text](target) → "text target". The target may contain spaces (a Markdown link title, `[t](url "title")`) and
 # balanced parentheses (Wikipedia URLs). Were spaces excluded, "[t](a ,b)" would be left alone, become "[t](a,b)"
-# through the space rules and turn into a link on a second call. Innermost first (the text has no brackets);
-# applied until nothing changes so that nested links end up flat too (idempotence).
-_MARKDOWN_LINK = re.compile(r"\[([^\[\]\n]*)\]\(((?:[^()\n]|\([^()\n]*\))*)\)")
+# through the space rules and turn into a link on a second call; line breaks are allowed for the same reason ("[\n]()"
+# becomes "[。]()" once the lines are joined). Innermost first (the text has no brackets); applied until nothing
+# changes so that nested links end up flat too.
+_MARKDOWN_LINK = re.compile(r"\[([^\[\]]*)\]\(((?:[^()]|\([^()]*\))*)\)")
 # One block marker at the start of a (stripped) line: heading "#"…"######", quote ">", bullet "-*+", "1." / "1)".
 # Markers need whitespace after them (or, except numbers, the end of the line), so "#hashtag", "-5", "*bold*", "3.5"
 # and a bare "3." are not markers. "1 . item" is one too: the space rules would turn it into "1. item" and a second
 # call would then strip it. Applied repeatedly: "> - item", "1. # x" lose every marker.
 _LINE_MARKER = re.compile(r"(?:#{1,6}(?=\s|$)|>|[-*+](?=\s|$)|\d+(?:\s*\.|\))(?=\s))\s*")
-
-
-def _replace_markdown_links(text: str) -> str:
-    while True:
-        new = _MARKDOWN_LINK.sub(r"\1 \2", text)
-        if new == text:
-            return text
-        text = new
 
 
 def _strip_line_markers(line: str) -> str:
@@ -134,7 +142,7 @@ def _strip_line_markers(line: str) -> str:
 
 def _strip_markdown(text: str) -> str:
     """Markdown links → ``text url``, strip line markers, drop empty lines, join the lines with ``。``."""
-    text = _replace_markdown_links(text)
+    text = _until_stable(functools.partial(_MARKDOWN_LINK.sub, r"\1 \2"), text)
     lines = (_strip_line_markers(line) for line in text.split("\n"))
     return "。".join(line for line in lines if line)
 
@@ -147,15 +155,18 @@ def _strip_markdown(text: str) -> str:
 # (_trim_url), so "see https://x.com." keeps its full stop outside the span.
 _URL = re.compile(r"(?:(?:https?|ftp)://|www\.)[A-Za-z0-9\-._~:/?#@!$&'*+,;=%()]+", re.IGNORECASE)
 _URL_TRAILING = ".,;:!?'"
-_TAG = re.compile(r"\[[^\[\]\n]*\]|\{[^{}\n]*\}")  # [S1], [pause 3.2s], {laugh}: model control tags
+_TAG = re.compile(r"\[[^\[\]]*\]|\{[^{}]*\}")  # [S1], [pause 3.2s], {laugh}: model control tags
 # The other protected token kinds, in the order they are applied, each with "transparent": whether the spacing rules
 # may see the span's edge characters. Mentions and hashtags end where a space ends them ("#话题 以及"), so the space
 # after them must survive even before CJK: their edges are opaque and the spaces around them are kept as written.
-_DOMAIN_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"  # no "-" at either end: "a@b.co--" keeps its dash run
+# E-mail parts: single "." and "-" inside only, so "...a@b.co--next" keeps its ellipsis and dash run outside the
+# protected address (at the price of punycode "xn--" domains, rare in text to be read aloud).
+_MAIL_ATOM = r"[A-Za-z0-9_%+]+(?:-[A-Za-z0-9_%+]+)*"
+_DOMAIN_LABEL = r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*"
 _PATH_SEGMENT = r"[A-Za-z0-9_]+(?:[\-/][A-Za-z0-9_]+)*"  # "my-file", "src/main": single "-" or "/" inside
 _OTHER_PROTECTED = (
     # E-mail addresses.
-    (re.compile(rf"[A-Za-z0-9._%+\-]+@{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})+"), True),
+    (re.compile(rf"{_MAIL_ATOM}(?:\.{_MAIL_ATOM})*@{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})+"), True),
     # @mentions (Unicode names allowed; not the tail of a word).
     (re.compile(r"(?<![A-Za-z0-9_.@])@\w+(?:[.\-]\w+)*"), False),
     # Reddit-style u/name and r/name.
@@ -259,35 +270,36 @@ _DASH_RUN = re.compile(f"[{_DASH}]{{2,}}")
 # between two of them stands alone).
 _SENTENCE_END = "。！？!?；;.…⋯"
 _CLAUSE_END = _SENTENCE_END + "，,"
-_HEADER_BRACKETS = re.compile(
-    f"(^|[{_SENTENCE_END}]) ?(?:【([^【】]+)】|〖([^〖〗]+)〗|『([^『』]+)』|「([^「」]+)」)"
-)
+_HEADER_BRACKETS = re.compile("【([^【】]+)】|〖([^〖〗]+)〗|『([^『』]+)』|「([^「」]+)」")
 _STANDALONE_TITLE = re.compile(f"(^|[{_CLAUSE_END}])《([^《》]+)》(?=$|[{_CLAUSE_END}])")
 
 
-def _replace_until_stable(pattern: re.Pattern, replacement, text: str) -> str:
-    # A replacement can create the context of the next one ("「a」「b」": once the first is "a。", the second starts
-    # a sentence), so iterate; every replacement removes a bracket pair, hence this terminates.
-    while True:
-        new = pattern.sub(replacement, text)
-        if new == text:
-            return text
-        text = new
-
-
-def _unwrapped(boundary: str, content: str) -> str:
+def _unwrapped(at_text_start: bool, content: str) -> str:
     # Unwrapped at the very start, the content becomes the start of the first line, where step 2 strips Markdown
     # markers; strip them here too so that "「- a」" does not turn into "- a。" and then into "a。" on a second call.
-    return _strip_line_markers(content) if boundary == "" else content
+    return _strip_line_markers(content) if at_text_start else content
 
 
-def _header_to_sentence(match: re.Match) -> str:
-    content = next(group for group in match.groups()[1:] if group is not None)
-    return f"{match.group(1)}{_unwrapped(match.group(1), content)}。"
+def _headers_to_sentences(text: str) -> str:
+    """One pass of "header bracket at a sentence start → content + 。"."""
+    converted_end = -1
+
+    def convert(match: re.Match) -> str:
+        nonlocal converted_end
+        start = match.start()
+        # A header directly after a converted one is at a sentence start too (that one now ends in "。"), so a
+        # chain "「a」「b」「c」" is converted in a single pass.
+        if start > 0 and text[start - 1] not in _SENTENCE_END and start != converted_end:
+            return match.group(0)
+        converted_end = match.end()
+        content = next(group for group in match.groups() if group is not None)
+        return _unwrapped(start == 0, content) + "。"
+
+    return _HEADER_BRACKETS.sub(convert, text)
 
 
 def _unwrap_title(match: re.Match) -> str:
-    return match.group(1) + _unwrapped(match.group(1), match.group(2))
+    return match.group(1) + _unwrapped(match.group(1) == "", match.group(2))
 
 
 def _normalize_structural_punctuation(text: str) -> str:
@@ -300,8 +312,8 @@ def _normalize_structural_punctuation(text: str) -> str:
     """
     text = _ARROW.sub("，", text)
     text = _DASH_RUN.sub("。", text)
-    text = _replace_until_stable(_HEADER_BRACKETS, _header_to_sentence, text)
-    return _replace_until_stable(_STANDALONE_TITLE, _unwrap_title, text)
+    text = _until_stable(_headers_to_sentences, text)
+    return _until_stable(functools.partial(_STANDALONE_TITLE.sub, _unwrap_title), text)
 
 
 # ----------------------------------------------------------------------------------------------------------------
