@@ -12,6 +12,15 @@ from pathlib import Path
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
+    if args.export:
+        from .conversion.export import convert_and_export
+
+        dst = convert_and_export(
+            args.src, args.dst, tokenizer=args.tokenizer, audio_tokenizer=args.audio_tokenizer,
+            overwrite=args.overwrite, **_export_options(args),
+        )
+        print(f"converted and exported {args.src} -> {dst} (Hub-ready, loads with trust_remote_code=True)")
+        return 0
     from .conversion import convert_checkpoint
 
     dst = convert_checkpoint(
@@ -19,6 +28,30 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     )
     print(f"converted {args.src} -> {dst}")
     return 0
+
+
+def _export_options(args: argparse.Namespace) -> dict:
+    return dict(
+        push_to_hub=args.push_to_hub, private=args.private, create_pr=args.create_pr, repo_id=args.repo_id,
+        base_model=args.base_model,
+    )
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .conversion.export import export_folder
+
+    dst = export_folder(args.src, args.dst, overwrite=args.overwrite, **_export_options(args))
+    pushed = f" and pushed to {args.push_to_hub}" if args.push_to_hub else ""
+    print(f"exported {args.src} -> {dst}{pushed} (loads with trust_remote_code=True)")
+    return 0
+
+
+def _add_export_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--push-to-hub", metavar="REPO", help="upload the exported folder to this Hub repository")
+    p.add_argument("--private", action="store_true", help="create the Hub repository as private")
+    p.add_argument("--create-pr", action="store_true", help="upload as a pull request")
+    p.add_argument("--repo-id", help="repository id used in the model card snippet (default: --push-to-hub)")
+    p.add_argument("--base-model", help="base_model for the model card metadata (e.g. the original repo id)")
 
 
 def _load_codec(path: Path):
@@ -140,7 +173,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", type=Path, help="text tokenizer folder to bundle (generators only)")
     p.add_argument("--audio-tokenizer", type=Path, help="codec folder to bundle (original or converted)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty destination")
+    p.add_argument("--export", action="store_true", help="write a Hub-ready folder (flattened code, model card)")
+    _add_export_arguments(p)
     p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("export", help="turn a converted folder into a Hub-ready trust_remote_code folder")
+    p.add_argument("src", type=Path, help="a codectts folder (converted model or bundle)")
+    p.add_argument("dst", type=Path, help="output folder (written completely or not at all)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty destination")
+    _add_export_arguments(p)
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("codec", help="encode audio to codes, decode codes to audio, or round-trip a file")
     p.add_argument("action", choices=["encode", "decode", "roundtrip"])

@@ -106,3 +106,35 @@ def test_demo_runs_offline(tmp_path, capsys):
     assert sf.info(tmp_path / "reference.wav").frames > 0
     for name in ("delay", "local"):
         assert (tmp_path / f"{name}.wav").exists()
+
+
+def test_export_and_convert_export_cli(tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    uploads = []
+
+    class FakeHfApi:
+        def __init__(self, token=None, **kwargs):
+            pass
+
+        def create_repo(self, **kwargs):
+            uploads.append(("create_repo", kwargs))
+
+        def upload_folder(self, **kwargs):
+            uploads.append(("upload_folder", kwargs))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
+    converted = tmp_path / "converted"
+    assert main(["convert", GOLDEN_CODEC, str(converted)]) == 0
+    assert main(["export", str(converted), str(tmp_path / "hub"), "--push-to-hub", "me/codec", "--private"]) == 0
+    assert (tmp_path / "hub" / "README.md").is_file()
+    config = (tmp_path / "hub" / "config.json").read_text()
+    assert "auto_map" in config
+    assert [name for name, _ in uploads] == ["create_repo", "upload_folder"]
+    assert uploads[0][1]["repo_id"] == "me/codec" and uploads[0][1]["private"] is True
+    # convert + export in one go gives the same folder as the two steps
+    assert main(["convert", GOLDEN_CODEC, str(tmp_path / "hub2"), "--export", "--repo-id", "me/codec"]) == 0
+    for path in sorted((tmp_path / "hub").rglob("*")):
+        if path.is_file():
+            assert (tmp_path / "hub2" / path.relative_to(tmp_path / "hub")).read_bytes() == path.read_bytes(), path
+    assert "exported" in capsys.readouterr().out
