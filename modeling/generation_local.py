@@ -383,7 +383,7 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
             frame = torch.cat([text.unsqueeze(1), audio], dim=1)
             sequences = torch.cat([sequences, frame.unsqueeze(1)], dim=1)
             if streamer is not None:
-                streamer.put(text.cpu())
+                streamer.put(frame.cpu())  # the new row [B, 1 + N], as the Delay generator does
             unfinished = unfinished & (text != audio_end)
             if stopping_criteria is not None:
                 unfinished = unfinished & ~stopping_criteria(sequences[..., 0], None).to(device)
