@@ -6,6 +6,8 @@ from typing import Any
 
 from transformers import PretrainedConfig, Qwen3Config
 
+from .common import DEFAULT_SPECIAL_TOKEN_IDS, CodecTTSGeneratorConfigMixin, original_generator_kwargs
+
 __all__ = ["CodecTTSDelayConfig", "DELAY_GENERATION_PRESETS"]
 
 
@@ -21,20 +23,8 @@ _TEXT_SAMPLING_DEFAULTS = dict(do_sample=True, temperature=1.5, top_k=50, top_p=
 # audio settings shared by every preset: sample audio like text; penalty history per sequence and codebook
 _AUDIO_SAMPLING_DEFAULTS = dict(audio_do_sample=None, audio_repetition_penalty_scope="sequence")
 
-# Token ids of the MOSS-TTS tokenizer (Qwen3 BPE with renamed specials); only used as defaults.
-_DEFAULT_TOKEN_IDS = dict(
-    pad_token_id=151643,
-    im_start_token_id=151644,
-    im_end_token_id=151645,
-    audio_start_token_id=151652,
-    audio_end_token_id=151653,
-    audio_user_slot_token_id=151654,
-    audio_assistant_gen_slot_token_id=151656,
-    audio_assistant_delay_slot_token_id=151662,
-)
 
-
-class CodecTTSDelayConfig(PretrainedConfig):
+class CodecTTSDelayConfig(CodecTTSGeneratorConfigMixin, PretrainedConfig):
     r"""Configuration of [`CodecTTSDelayForConditionalGeneration`].
 
     Every row of the model's input is ``1 + n_vq`` tokens: a text token (column 0) and one code per RVQ codebook,
@@ -66,72 +56,40 @@ class CodecTTSDelayConfig(PretrainedConfig):
         n_vq: int = 32,
         audio_vocab_size: int = 1024,
         audio_pad_code: int | None = None,
-        pad_token_id: int = _DEFAULT_TOKEN_IDS["pad_token_id"],
-        im_start_token_id: int = _DEFAULT_TOKEN_IDS["im_start_token_id"],
-        im_end_token_id: int = _DEFAULT_TOKEN_IDS["im_end_token_id"],
-        audio_start_token_id: int = _DEFAULT_TOKEN_IDS["audio_start_token_id"],
-        audio_end_token_id: int = _DEFAULT_TOKEN_IDS["audio_end_token_id"],
-        audio_user_slot_token_id: int = _DEFAULT_TOKEN_IDS["audio_user_slot_token_id"],
-        audio_assistant_gen_slot_token_id: int = _DEFAULT_TOKEN_IDS["audio_assistant_gen_slot_token_id"],
-        audio_assistant_delay_slot_token_id: int = _DEFAULT_TOKEN_IDS["audio_assistant_delay_slot_token_id"],
+        pad_token_id: int = DEFAULT_SPECIAL_TOKEN_IDS["pad_token_id"],
+        im_start_token_id: int = DEFAULT_SPECIAL_TOKEN_IDS["im_start_token_id"],
+        im_end_token_id: int = DEFAULT_SPECIAL_TOKEN_IDS["im_end_token_id"],
+        audio_start_token_id: int = DEFAULT_SPECIAL_TOKEN_IDS["audio_start_token_id"],
+        audio_end_token_id: int = DEFAULT_SPECIAL_TOKEN_IDS["audio_end_token_id"],
+        audio_user_slot_token_id: int = DEFAULT_SPECIAL_TOKEN_IDS["audio_user_slot_token_id"],
+        audio_assistant_gen_slot_token_id: int = DEFAULT_SPECIAL_TOKEN_IDS["audio_assistant_gen_slot_token_id"],
+        audio_assistant_delay_slot_token_id: int = DEFAULT_SPECIAL_TOKEN_IDS["audio_assistant_delay_slot_token_id"],
         sampling_rate: int = 24000,
         frame_rate: float = 12.5,
         initializer_range: float = 0.02,
         **kwargs,
     ):
-        language_config = kwargs.pop("language_config", None)
-        if text_config is None:
-            text_config = language_config
-        if text_config is None:
-            text_config = Qwen3Config()
-        elif isinstance(text_config, dict):
-            text_config = Qwen3Config(**{k: v for k, v in text_config.items() if k != "model_type"})
-        elif not isinstance(text_config, Qwen3Config):
-            raise TypeError(f"text_config must be a Qwen3Config or a dict, got {type(text_config).__name__}")
-        self.text_config = text_config
-
-        if n_vq < 1:
-            raise ValueError(f"n_vq must be >= 1, got {n_vq}")
-        if audio_vocab_size < 1:
-            raise ValueError(f"audio_vocab_size must be >= 1, got {audio_vocab_size}")
-        self.n_vq = int(n_vq)
-        self.audio_vocab_size = int(audio_vocab_size)
-        self.audio_pad_code = int(audio_vocab_size if audio_pad_code is None else audio_pad_code)
-        if not 0 <= self.audio_pad_code <= self.audio_vocab_size:
-            raise ValueError(f"audio_pad_code must be in [0, {self.audio_vocab_size}], got {self.audio_pad_code}")
-        self.im_start_token_id = im_start_token_id
-        self.im_end_token_id = im_end_token_id
-        self.audio_start_token_id = audio_start_token_id
-        self.audio_end_token_id = audio_end_token_id
-        self.audio_user_slot_token_id = audio_user_slot_token_id
-        self.audio_assistant_gen_slot_token_id = audio_assistant_gen_slot_token_id
-        self.audio_assistant_delay_slot_token_id = audio_assistant_delay_slot_token_id
-        self.sampling_rate = sampling_rate
-        self.frame_rate = frame_rate
-        self.initializer_range = initializer_range
-        kwargs.setdefault("tie_word_embeddings", False)
-        super().__init__(pad_token_id=pad_token_id, **kwargs)
-        # set after the base __init__: some transformers versions reset token ids from kwargs there
-        self.pad_token_id = pad_token_id
-
-    # The backbone sizes, mirrored for generic code (e.g. cache sizing) that reads them from the top-level config.
-    @property
-    def hidden_size(self) -> int:
-        return self.text_config.hidden_size
-
-    @property
-    def vocab_size(self) -> int:
-        return self.text_config.vocab_size
-
-    @property
-    def language_config(self) -> Qwen3Config:
-        """Alias of `text_config` under the original MOSS-TTS name."""
-        return self.text_config
-
-    @property
-    def audio_num_embeddings(self) -> int:
-        """Rows of every audio embedding table / outputs of every audio head (codes + pad)."""
-        return self.audio_vocab_size + 1
+        self._init_generator_config(
+            text_config=text_config,
+            default_text_config={},
+            n_vq=n_vq,
+            audio_vocab_size=audio_vocab_size,
+            audio_pad_code=audio_pad_code,
+            special_token_ids=dict(
+                pad_token_id=pad_token_id,
+                im_start_token_id=im_start_token_id,
+                im_end_token_id=im_end_token_id,
+                audio_start_token_id=audio_start_token_id,
+                audio_end_token_id=audio_end_token_id,
+                audio_user_slot_token_id=audio_user_slot_token_id,
+                audio_assistant_gen_slot_token_id=audio_assistant_gen_slot_token_id,
+                audio_assistant_delay_slot_token_id=audio_assistant_delay_slot_token_id,
+            ),
+            sampling_rate=sampling_rate,
+            frame_rate=frame_rate,
+            initializer_range=initializer_range,
+            **kwargs,
+        )
 
     def get_text_config(self, *args, **kwargs) -> Qwen3Config:
         return self.text_config
@@ -148,13 +106,7 @@ class CodecTTSDelayConfig(PretrainedConfig):
             raise ValueError("this is a MOSS-TTS-Local config (it has local_* fields), not a Delay config")
         if "language_config" not in original:
             raise ValueError("an original MOSS-TTS Delay config needs a 'language_config' entry")
-        fields = [
-            "n_vq", "audio_vocab_size", "audio_pad_code", "sampling_rate", "initializer_range", *_DEFAULT_TOKEN_IDS,
-        ]  # fmt: skip
-        kwargs = {key: original[key] for key in fields if key in original}
-        kwargs["text_config"] = dict(original["language_config"])
-        if "dtype" in original or "torch_dtype" in original:
-            kwargs["dtype"] = original.get("dtype", original.get("torch_dtype"))
+        kwargs = original_generator_kwargs(original)
         kwargs.update(overrides)
         return cls(**kwargs)
 

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from transformers import PretrainedConfig
 from transformers.models.qwen3 import Qwen3Config
 
-# Fields of the original Local 1.0 ``config.json`` that have a direct counterpart here.
-_ORIGINAL_TOKEN_FIELDS = (
-    "pad_token_id",
-    "im_start_token_id",
-    "im_end_token_id",
-    "audio_start_token_id",
-    "audio_end_token_id",
-    "audio_user_slot_token_id",
-    "audio_assistant_gen_slot_token_id",
-    "audio_assistant_delay_slot_token_id",
-)
-
+from .common import DEFAULT_SPECIAL_TOKEN_IDS, CodecTTSGeneratorConfigMixin, original_generator_kwargs
 
 # Backbone of the released MOSS-TTS-Local-Transformer (Qwen3-1.7B with the padded MOSS-TTS text vocabulary).
 QWEN3_1_7B_BACKBONE = {
@@ -39,7 +27,7 @@ QWEN3_1_7B_BACKBONE = {
 }
 
 
-class CodecTTSLocalConfig(PretrainedConfig):
+class CodecTTSLocalConfig(CodecTTSGeneratorConfigMixin, PretrainedConfig):
     r"""Configuration of [`CodecTTSLocalForConditionalGeneration`].
 
     A row of the token matrix has ``1 + n_vq`` channels: channel 0 is a text token, channels ``1..n_vq`` are RVQ codes
@@ -49,8 +37,9 @@ class CodecTTSLocalConfig(PretrainedConfig):
 
     Args:
         text_config (`dict` or `Qwen3Config`, *optional*):
-            The backbone (default: the released model's Qwen3-1.7B backbone, vocabulary 155648). Stored as a proper sub-config, so ``attn_implementation`` and ``dtype`` given to
-            ``from_pretrained`` reach it.
+            The backbone (default: the released model's Qwen3-1.7B backbone, vocabulary 155648). Stored as a proper
+            sub-config, so ``attn_implementation`` and ``dtype`` given to ``from_pretrained`` reach it.
+            ``language_config`` (the original name) is accepted as an alias.
         local_num_layers (`int`, defaults to 4): depth of the local transformer.
         local_hidden_size (`int`, defaults to 1536): width of the local transformer.
         local_intermediate_size (`int`, defaults to 8960): MLP width of the local transformer.
@@ -60,7 +49,8 @@ class CodecTTSLocalConfig(PretrainedConfig):
             backbone width and the local width (original name ``additional_mlp_ffn_hidden_size``).
         n_vq (`int`, defaults to 32): number of RVQ codebooks modelled.
         audio_vocab_size (`int`, defaults to 1024): codes per codebook; audio embeddings/heads have one more row.
-        audio_pad_code (`int`, defaults to 1024): the pad code of the audio channels (== ``audio_vocab_size``).
+        audio_pad_code (`int`, *optional*): the pad code of the audio channels; must equal (and defaults to)
+            ``audio_vocab_size``.
         head_norm_eps (`float`, defaults to 1e-6): epsilon of the RMSNorm before every head.
         channelwise_loss_weight (`list[float]`, *optional*): default per-channel loss weights (length ``1 + n_vq``).
         pad_token_id, im_start_token_id, im_end_token_id, audio_start_token_id, audio_end_token_id,
@@ -84,33 +74,23 @@ class CodecTTSLocalConfig(PretrainedConfig):
         adapter_intermediate_size: int = 2048,
         n_vq: int = 32,
         audio_vocab_size: int = 1024,
-        audio_pad_code: int = 1024,
+        audio_pad_code: int | None = None,
         head_norm_eps: float = 1e-6,
         channelwise_loss_weight: list[float] | None = None,
-        pad_token_id: int = 151643,
-        im_start_token_id: int = 151644,
-        im_end_token_id: int = 151645,
-        audio_start_token_id: int = 151652,
-        audio_end_token_id: int = 151653,
-        audio_user_slot_token_id: int = 151654,
-        audio_assistant_gen_slot_token_id: int = 151656,
-        audio_assistant_delay_slot_token_id: int = 151662,
+        pad_token_id: int = DEFAULT_SPECIAL_TOKEN_IDS["pad_token_id"],
+        im_start_token_id: int = DEFAULT_SPECIAL_TOKEN_IDS["im_start_token_id"],
+        im_end_token_id: int = DEFAULT_SPECIAL_TOKEN_IDS["im_end_token_id"],
+        audio_start_token_id: int = DEFAULT_SPECIAL_TOKEN_IDS["audio_start_token_id"],
+        audio_end_token_id: int = DEFAULT_SPECIAL_TOKEN_IDS["audio_end_token_id"],
+        audio_user_slot_token_id: int = DEFAULT_SPECIAL_TOKEN_IDS["audio_user_slot_token_id"],
+        audio_assistant_gen_slot_token_id: int = DEFAULT_SPECIAL_TOKEN_IDS["audio_assistant_gen_slot_token_id"],
+        audio_assistant_delay_slot_token_id: int = DEFAULT_SPECIAL_TOKEN_IDS["audio_assistant_delay_slot_token_id"],
         sampling_rate: int = 24000,
         frame_rate: float = 12.5,
         initializer_range: float = 0.02,
         **kwargs,
     ):
-        if text_config is None:
-            text_config = Qwen3Config(**QWEN3_1_7B_BACKBONE)
-        elif isinstance(text_config, dict):
-            text_config = Qwen3Config(**{k: v for k, v in text_config.items() if k != "model_type"})
-        elif not isinstance(text_config, Qwen3Config):
-            raise TypeError(f"text_config must be a dict or a Qwen3Config, got {type(text_config).__name__}")
-        self.text_config = text_config
-
-        if n_vq < 1:
-            raise ValueError(f"n_vq must be >= 1, got {n_vq}")
-        if audio_pad_code != audio_vocab_size:
+        if audio_pad_code is not None and audio_pad_code != audio_vocab_size:
             raise ValueError(
                 f"audio_pad_code ({audio_pad_code}) must equal audio_vocab_size ({audio_vocab_size}): the pad code is "
                 "the extra last row of every audio embedding and head"
@@ -123,48 +103,36 @@ class CodecTTSLocalConfig(PretrainedConfig):
         self.local_hidden_size = local_hidden_size
         self.local_intermediate_size = local_intermediate_size
         self.adapter_intermediate_size = adapter_intermediate_size
-        self.n_vq = n_vq
-        self.audio_vocab_size = audio_vocab_size
-        self.audio_pad_code = audio_pad_code
         self.head_norm_eps = head_norm_eps
         self.channelwise_loss_weight = None if channelwise_loss_weight is None else list(channelwise_loss_weight)
-        self.im_start_token_id = im_start_token_id
-        self.im_end_token_id = im_end_token_id
-        self.audio_start_token_id = audio_start_token_id
-        self.audio_end_token_id = audio_end_token_id
-        self.audio_user_slot_token_id = audio_user_slot_token_id
-        self.audio_assistant_gen_slot_token_id = audio_assistant_gen_slot_token_id
-        self.audio_assistant_delay_slot_token_id = audio_assistant_delay_slot_token_id
-        self.sampling_rate = sampling_rate
-        self.frame_rate = frame_rate
-        self.initializer_range = initializer_range
-        kwargs.setdefault("tie_word_embeddings", False)
-        super().__init__(pad_token_id=pad_token_id, **kwargs)
-        # Set after the base __init__, which (depending on the transformers version) may reset it.
-        self.pad_token_id = pad_token_id
-
-    # ------------------------------------------------------------------ derived sizes
-    @property
-    def hidden_size(self) -> int:
-        """Backbone width (the width of every channel embedding and head input)."""
-        return self.text_config.hidden_size
-
-    @property
-    def vocab_size(self) -> int:
-        """Text vocabulary size (rows of the text embedding and text head)."""
-        return self.text_config.vocab_size
-
-    @property
-    def num_channels(self) -> int:
-        """Channels per row: 1 text + ``n_vq`` audio."""
-        return 1 + self.n_vq
+        self._init_generator_config(
+            text_config=text_config,
+            default_text_config=QWEN3_1_7B_BACKBONE,
+            n_vq=n_vq,
+            audio_vocab_size=audio_vocab_size,
+            audio_pad_code=audio_pad_code,
+            special_token_ids=dict(
+                pad_token_id=pad_token_id,
+                im_start_token_id=im_start_token_id,
+                im_end_token_id=im_end_token_id,
+                audio_start_token_id=audio_start_token_id,
+                audio_end_token_id=audio_end_token_id,
+                audio_user_slot_token_id=audio_user_slot_token_id,
+                audio_assistant_gen_slot_token_id=audio_assistant_gen_slot_token_id,
+                audio_assistant_delay_slot_token_id=audio_assistant_delay_slot_token_id,
+            ),
+            sampling_rate=sampling_rate,
+            frame_rate=frame_rate,
+            initializer_range=initializer_range,
+            **kwargs,
+        )
 
     @property
     def local_head_dim(self) -> int:
         return self.text_config.head_dim or self.text_config.hidden_size // self.text_config.num_attention_heads
 
     @classmethod
-    def from_original(cls, original: dict[str, Any], **overrides) -> CodecTTSLocalConfig:
+    def from_original_config(cls, original: dict[str, Any], **overrides) -> CodecTTSLocalConfig:
         """Build the config from an original MOSS-TTS-Local 1.0 ``config.json`` dict.
 
         The original says ``model_type: "moss_tts_delay"`` like the Delay model; it is recognised by its ``local_*``
@@ -174,26 +142,13 @@ class CodecTTSLocalConfig(PretrainedConfig):
         missing = [k for k in required if k not in original]
         if missing:
             raise ValueError(f"not a MOSS-TTS-Local 1.0 config: missing fields {missing}")
-        text = copy.deepcopy(original["language_config"])
-        text.pop("model_type", None)
-        text.pop("transformers_version", None)
-        kwargs: dict[str, Any] = {
-            "text_config": text,
-            "local_num_layers": original["local_num_layers"],
-            "local_hidden_size": original["local_hidden_size"],
-            "local_intermediate_size": original["local_ffn_hidden_size"],
-            "adapter_intermediate_size": original.get("additional_mlp_ffn_hidden_size", 2048),
-            "n_vq": original["n_vq"],
-            "audio_vocab_size": original.get("audio_vocab_size", 1024),
-            "audio_pad_code": original.get("audio_pad_code", original.get("audio_vocab_size", 1024)),
-            "sampling_rate": original.get("sampling_rate", 24000),
-            "initializer_range": original.get("initializer_range", 0.02),
-        }
-        for field in _ORIGINAL_TOKEN_FIELDS:
-            if original.get(field) is not None:
-                kwargs[field] = original[field]
-        if original.get("dtype") or original.get("torch_dtype"):
-            kwargs["dtype"] = original.get("dtype") or original.get("torch_dtype")
+        kwargs = original_generator_kwargs(original)
+        kwargs.update(
+            local_num_layers=original["local_num_layers"],
+            local_hidden_size=original["local_hidden_size"],
+            local_intermediate_size=original["local_ffn_hidden_size"],
+            adapter_intermediate_size=original.get("additional_mlp_ffn_hidden_size", 2048),
+        )
         kwargs.update(overrides)
         return cls(**kwargs)
 

@@ -86,7 +86,7 @@ def load_original_local(src: str | Path, **config_overrides):
     from ..modeling.local import CodecTTSLocalForConditionalGeneration
 
     src = Path(src)
-    config = CodecTTSLocalConfig.from_original(read_json(src / "config.json"), **config_overrides)
+    config = CodecTTSLocalConfig.from_original_config(read_json(src / "config.json"), **config_overrides)
     weights = convert_local_state_dict(load_state_dict(src), config)
     with torch.device("meta"):
         model = CodecTTSLocalForConditionalGeneration(config)
@@ -106,7 +106,7 @@ def write_converted_local(src: Path, out: Path) -> None:
     from ..modeling.generation_local import CodecTTSLocalGenerationMixin
 
     src, out = Path(src), Path(out)
-    config = CodecTTSLocalConfig.from_original(read_json(src / "config.json"))
+    config = CodecTTSLocalConfig.from_original_config(read_json(src / "config.json"))
     weights = convert_local_state_dict(load_state_dict(src), config)
     config.architectures = ["CodecTTSLocalForConditionalGeneration"]
     config.save_pretrained(out)

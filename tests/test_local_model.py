@@ -101,7 +101,7 @@ def test_detect_and_config_from_original():
     original = read_json(GOLDEN / "model" / "config.json")
     assert original["model_type"] == "moss_tts_delay"
     assert detect_checkpoint_kind(original) == "local"
-    config = CodecTTSLocalConfig.from_original(original)
+    config = CodecTTSLocalConfig.from_original_config(original)
     assert (config.local_num_layers, config.local_hidden_size, config.local_intermediate_size) == (2, 8, 24)
     assert config.adapter_intermediate_size == 24 and config.n_vq == 4 and config.audio_pad_code == 64
     assert config.text_config.num_hidden_layers == 2 and config.vocab_size == 151672
