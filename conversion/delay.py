@@ -13,16 +13,14 @@ Every tensor is checked against the shapes implied by the config before anything
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from transformers import GenerationConfig
 
 from ..configuration.delay import CodecTTSDelayConfig, delay_generation_defaults
-from .io import check_state_dict, load_state_dict, read_json
+from .io import DEFAULT_MAX_SHARD_BYTES, check_state_dict, load_state_dict, read_json, write_converted_model
 
 __all__ = [
     "convert_delay_state_dict",
@@ -83,12 +81,6 @@ def convert_delay_state_dict(state: dict[str, torch.Tensor], config: CodecTTSDel
     return out
 
 
-def _read(src: Path) -> tuple[CodecTTSDelayConfig, dict[str, torch.Tensor]]:
-    original = read_json(src / "config.json")
-    config = CodecTTSDelayConfig.from_original_config(original)
-    return config, convert_delay_state_dict(load_state_dict(src), config)
-
-
 def load_converted_delay(src: str | Path, **from_pretrained_kwargs):
     """Convert ``src`` and load it as a `CodecTTSDelayForConditionalGeneration` (through a temporary folder, so this
     is exactly what `from_pretrained` gives for the converted folder). Keyword arguments go to `from_pretrained`."""
@@ -99,24 +91,24 @@ def load_converted_delay(src: str | Path, **from_pretrained_kwargs):
         return CodecTTSDelayForConditionalGeneration.from_pretrained(tmp, **from_pretrained_kwargs)
 
 
-def write_converted_delay(src: Path, out: Path, max_shard_bytes: int = 5 * 1024**3) -> None:
+def write_converted_delay(src: Path, out: Path, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> None:
     """Write our ``config.json``, ``generation_config.json`` and (sharded) safetensors for the original ``src``.
 
     The tensors are written as stored (no model is instantiated, so an 8B checkpoint needs ~1x its size in RAM).
     """
-    src, out = Path(src), Path(out)
+    src = Path(src)
     original = read_json(src / "config.json")
-    config, state = _read(src)
-    config.architectures = ["CodecTTSDelayForConditionalGeneration"]
-    config.save_pretrained(out)
+    config = CodecTTSDelayConfig.from_original_config(original)
+    state = convert_delay_state_dict(load_state_dict(src), config)
     generation_config = GenerationConfig(
         **delay_generation_defaults(preset_for_original_config(original)),
         max_new_tokens=4096,
         eos_token_id=config.im_end_token_id,
         pad_token_id=config.pad_token_id,
     )
-    generation_config.save_pretrained(out)
-    save_sharded_safetensors(state, out, max_shard_bytes)
+    write_converted_model(
+        out, config, state, "CodecTTSDelayForConditionalGeneration", generation_config, max_shard_bytes
+    )
 
 
 def preset_for_original_config(original: dict) -> str:
@@ -130,29 +122,3 @@ def preset_for_original_config(original: dict) -> str:
     if "gen_token_id" in original:
         return "moss-voice-generator"
     return "moss-tts"
-
-
-def save_sharded_safetensors(state: dict[str, torch.Tensor], out: Path, max_shard_bytes: int) -> None:
-    """``model.safetensors``, or ``model-0000i-of-0000n.safetensors`` + ``model.safetensors.index.json``."""
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
-    for key in sorted(state):
-        tensor = state[key].contiguous()
-        nbytes = tensor.numel() * tensor.element_size()
-        if shards[-1] and size + nbytes > max_shard_bytes:
-            shards.append({})
-            size = 0
-        shards[-1][key] = tensor
-        size += nbytes
-    metadata = {"format": "pt"}
-    if len(shards) == 1:
-        save_file(shards[0], str(out / "model.safetensors"), metadata=metadata)
-        return
-    weight_map = {}
-    for i, shard in enumerate(shards, start=1):
-        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, str(out / name), metadata=metadata)
-        weight_map.update(dict.fromkeys(shard, name))
-    total = sum(t.numel() * t.element_size() for t in state.values())
-    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")

@@ -17,6 +17,10 @@ from typing import Iterator, Mapping
 
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
+
+# Largest safetensors file a converter writes (the Hub's usual shard size); bigger checkpoints get an index.
+DEFAULT_MAX_SHARD_BYTES = 5 * 1024**3
 
 
 class CheckpointMismatchError(ValueError):
@@ -87,6 +91,54 @@ def check_state_dict(
 def _preview(items: list[str], limit: int = 12) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f", ... (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def save_sharded_safetensors(
+    state: Mapping[str, torch.Tensor], out: Path, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES
+) -> None:
+    """``model.safetensors``, or ``model-0000i-of-0000n.safetensors`` + ``model.safetensors.index.json`` (tensors
+    in sorted key order, a new shard whenever the next tensor would exceed ``max_shard_bytes``)."""
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for key in sorted(state):
+        tensor = state[key].contiguous()
+        nbytes = tensor.numel() * tensor.element_size()
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append({})
+            size = 0
+        shards[-1][key] = tensor
+        size += nbytes
+    metadata = {"format": "pt"}
+    if len(shards) == 1:
+        save_file(shards[0], str(out / "model.safetensors"), metadata=metadata)
+        return
+    weight_map = {}
+    for i, shard in enumerate(shards, start=1):
+        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        save_file(shard, str(out / name), metadata=metadata)
+        weight_map.update(dict.fromkeys(shard, name))
+    total = sum(t.numel() * t.element_size() for t in state.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+
+def write_converted_model(
+    out: Path,
+    config,
+    state: Mapping[str, torch.Tensor],
+    architecture: str,
+    generation_config=None,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+) -> None:
+    """Write a converted model into the existing folder ``out``: ``config.json`` (with ``architectures``),
+    ``generation_config.json`` (if given) and the (sharded) safetensors weights, stored as they are (no model is
+    instantiated, so a checkpoint needs about 1x its size in RAM). ``state`` must already be validated."""
+    out = Path(out)
+    config.architectures = [architecture]
+    config.save_pretrained(out)
+    if generation_config is not None:
+        generation_config.save_pretrained(out)
+    save_sharded_safetensors(state, out, max_shard_bytes)
 
 
 @contextlib.contextmanager

@@ -17,15 +17,20 @@ Public API: :func:`write_converted_local` (folder → folder, used by ``codectts
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from ..configuration.local import CodecTTSLocalConfig
-from .io import CheckpointMismatchError, check_state_dict, load_state_dict, read_json
+from .io import (
+    DEFAULT_MAX_SHARD_BYTES,
+    CheckpointMismatchError,
+    check_state_dict,
+    load_state_dict,
+    read_json,
+    write_converted_model,
+)
 
 _UNUSED_ORIGINAL_KEYS = ("model.language_model.embed_tokens.weight",)
 _PREFIX_MAP = (  # (original prefix, our prefix); first match wins
@@ -37,7 +42,6 @@ _PREFIX_MAP = (  # (original prefix, our prefix); first match wins
     ("layer_norm_before_lm_heads.", "head_norms."),
     ("lm_heads.", "lm_heads."),
 )
-MAX_SHARD_BYTES = 5 * 1024**3
 
 
 def original_key_to_ours(key: str) -> str | None:
@@ -97,48 +101,21 @@ def load_original_local(src: str | Path, **config_overrides):
     return model.eval()
 
 
-def write_converted_local(src: Path, out: Path) -> None:
+def write_converted_local(src: Path, out: Path, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> None:
     """Write our format of the original Local 1.0 folder ``src`` into the existing empty folder ``out``.
 
-    Writes ``config.json``, ``generation_config.json`` and safetensors weights (sharded with an index above 5 GiB).
-    Raises :class:`CheckpointMismatchError` naming missing, unexpected or mis-shaped tensors.
+    Writes ``config.json``, ``generation_config.json`` and safetensors weights (sharded with an index above
+    ``max_shard_bytes``). Raises :class:`CheckpointMismatchError` naming missing, unexpected or mis-shaped tensors.
     """
     from ..modeling.generation_local import CodecTTSLocalGenerationMixin
 
-    src, out = Path(src), Path(out)
+    src = Path(src)
     config = CodecTTSLocalConfig.from_original_config(read_json(src / "config.json"))
     weights = convert_local_state_dict(load_state_dict(src), config)
-    config.architectures = ["CodecTTSLocalForConditionalGeneration"]
-    config.save_pretrained(out)
-    CodecTTSLocalGenerationMixin.default_generation_config(config).save_pretrained(out)
-    _save_sharded(weights, out)
-
-
-def _save_sharded(weights: Mapping[str, torch.Tensor], out: Path) -> None:
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
-    for key in sorted(weights):
-        tensor = weights[key].contiguous()
-        nbytes = tensor.numel() * tensor.element_size()
-        if shards[-1] and size + nbytes > MAX_SHARD_BYTES:
-            shards.append({})
-            size = 0
-        shards[-1][key] = tensor
-        size += nbytes
-    metadata = {"format": "pt"}
-    if len(shards) == 1:
-        save_file(shards[0], str(out / "model.safetensors"), metadata=metadata)
-        return
-    weight_map = {}
-    total = 0
-    for i, shard in enumerate(shards, start=1):
-        name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-        save_file(shard, str(out / name), metadata=metadata)
-        for key, tensor in shard.items():
-            weight_map[key] = name
-            total += tensor.numel() * tensor.element_size()
-    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    generation_config = CodecTTSLocalGenerationMixin.default_generation_config(config)
+    write_converted_model(
+        out, config, weights, "CodecTTSLocalForConditionalGeneration", generation_config, max_shard_bytes
+    )
 
 
 __all__ = [

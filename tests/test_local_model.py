@@ -136,6 +136,18 @@ def test_in_memory_conversion_matches_folder(model, golden):
     assert torch.equal(a, b)
 
 
+def test_converter_writes_sharded_output(model, tmp_path):
+    size = sum(t.numel() * t.element_size() for t in load_file(GOLDEN / "model" / "model.safetensors").values())
+    out = tmp_path / "sharded"
+    out.mkdir()
+    write_converted_local(GOLDEN / "model", out, max_shard_bytes=size // 3)
+    index = read_json(out / "model.safetensors.index.json")
+    assert len(set(index["weight_map"].values())) >= 3 and not (out / "model.safetensors").exists()
+    sharded = CodecTTSLocalForConditionalGeneration.from_pretrained(out)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, sharded.state_dict()[key]), key
+
+
 def _copy_original(tmp_path: Path, edit) -> Path:
     src = tmp_path / "src"
     src.mkdir()
