@@ -17,22 +17,32 @@ reports).
 
 Families register in ``FAMILIES`` (name -> loader returning ``{"run": run_benchmark, "sizes": ..., "modes": ...}``;
 ``run_benchmark(size=, batch_sizes=, modes=, frames=, prompt_len=, device=, dtype=, repeats=, greedy=)`` returns
-one dict per row with the keys of :func:`format_table`).
+one dict per row with the keys of ``_common.format_table``; shared timing helpers live in ``benchmarks/_common.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 import time
 from pathlib import Path
 
 import torch
-from transformers import CompileConfig
 from transformers.generation.streamers import BaseStreamer
 
-MODES = ("eager", "static", "compiled")
+sys.path.insert(0, str(Path(__file__).parent))  # the sibling modules below, also when imported from elsewhere
+from _common import (  # noqa: E402
+    MODES,
+    add_run_arguments,
+    build_model,
+    format_table,
+    mode_kwargs,
+    resolve_device_dtype,
+    result_row,
+    run_kwargs,
+    timed_generate,
+)
+
 DELAY_SIZES = ("tiny", "1.7b", "8b")
 
 
@@ -84,37 +94,6 @@ class _FrameTimer(BaseStreamer):
         self.inner.end()
 
 
-def _sync(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def _timed_generate(model, ids, kwargs, device, repeats, timer_factory):
-    """Warm-up (compiles) then best of ``repeats``: (seconds, seconds to first frame or None, generated rows)."""
-    with torch.no_grad():
-        model.generate(ids, **kwargs)
-        best = None
-        for _ in range(repeats):
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            timer = timer_factory()
-            _sync(device)
-            start = time.perf_counter()
-            out = model.generate(ids, streamer=timer, **kwargs)
-            _sync(device)
-            elapsed = time.perf_counter() - start
-            first = None if timer.first_frame_at is None else timer.first_frame_at - start
-            if best is None or elapsed < best[0]:
-                best = (elapsed, first, out.shape[1] - ids.shape[1])
-    return best
-
-
 def run_delay_benchmark(
     size: str = "tiny",
     batch_sizes: tuple[int, ...] = (1, 8),
@@ -128,17 +107,9 @@ def run_delay_benchmark(
 ) -> list[dict]:
     from codectts.modeling.delay import CodecTTSDelayForConditionalGeneration
 
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    device, torch_dtype = resolve_device_dtype(device, dtype)
     config = delay_benchmark_config(size)
-    torch.manual_seed(0)
-    default_dtype = torch.get_default_dtype()
-    torch.set_default_dtype(torch_dtype)  # build big models directly in the target dtype
-    try:
-        with torch.device(device):
-            model = CodecTTSDelayForConditionalGeneration(config).eval()
-    finally:
-        torch.set_default_dtype(default_dtype)
+    model = build_model(CodecTTSDelayForConditionalGeneration, config, device, torch_dtype)
     sampling = dict(do_sample=False) if greedy else dict(do_sample=True)  # released preset otherwise
     rows = []
     for batch in batch_sizes:
@@ -151,39 +122,27 @@ def run_delay_benchmark(
         for mode in modes:
             never_flush = [config.audio_assistant_delay_slot_token_id]
             kwargs = dict(attention_mask=mask, max_new_tokens=frames, suppress_tokens=never_flush, **sampling)
-            if mode in ("static", "compiled"):
-                kwargs["cache_implementation"] = "static"
-            if mode == "compiled":
-                compile_config = CompileConfig(
-                    fullgraph=True, mode="reduce-overhead" if device.type == "cuda" else None
-                )
-                compile_config._compile_all_devices = True  # also on CPU
-                kwargs["compile_config"] = compile_config
-            else:
-                kwargs["disable_compile"] = True
-            elapsed, first, generated = _timed_generate(
+            kwargs.update(mode_kwargs(mode, device))
+            elapsed, first, generated = timed_generate(
                 model, ids, kwargs, device, repeats, lambda: _FrameTimer(config.n_vq, config.audio_pad_code)
             )
             # frames: every step emits one row; after the staircase fills, each row completes one frame
             audio_frames = max(0, generated - config.n_vq + 1)
-            steady = elapsed - (first or 0.0)
             rows.append(
-                {
-                    "family": "delay",
-                    "size": size,
-                    "device": str(device),
-                    "dtype": str(torch_dtype).removeprefix("torch."),
-                    "mode": mode,
-                    "batch": batch,
-                    "prompt_rows": prompt_len,
-                    "frames": generated,
-                    "frames_per_s": generated / elapsed,
-                    "total_frames_per_s": batch * generated / elapsed,
-                    "rtf": elapsed / (generated / config.frame_rate),
-                    "time_to_first_frame_s": first if first is not None else float("nan"),
-                    "ms_per_frame": 1000 * steady / max(1, audio_frames - 1),
-                    "peak_memory_mb": _peak_memory_mb(device),
-                }
+                result_row(
+                    family="delay",
+                    size=size,
+                    device=device,
+                    dtype=torch_dtype,
+                    mode=mode,
+                    batch=batch,
+                    prompt_len=prompt_len,
+                    frame_rate=config.frame_rate,
+                    elapsed=elapsed,
+                    first=first,
+                    generated=generated,
+                    steps_after_first=audio_frames - 1,
+                )
             )
     return rows
 
@@ -193,7 +152,6 @@ def _delay_family():
 
 
 def _local_family():
-    sys.path.insert(0, str(Path(__file__).parent))
     from generate_local import FAMILY  # the Local generator's benchmark (benchmarks/generate_local.py)
 
     return FAMILY
@@ -202,37 +160,16 @@ def _local_family():
 FAMILIES = {"delay": _delay_family, "local": _local_family}
 
 
-def format_table(rows: list[dict]) -> str:
-    header = (
-        f"{'family':>6} {'size':>5} {'device':>6} {'dtype':>8} {'mode':>8} {'batch':>5} {'frames/s':>9} "
-        f"{'tot f/s':>8} {'RTF':>7} {'TTFF s':>7} {'ms/frame':>9} {'peak MB':>8}"
-    )
-    lines = [header]
-    for r in rows:
-        lines.append(
-            f"{r['family']:>6} {r['size']:>5} {r['device']:>6} {r['dtype']:>8} {r['mode']:>8} {r['batch']:>5} "
-            f"{r['frames_per_s']:>9.1f} {r['total_frames_per_s']:>8.1f} {r['rtf']:>7.3f} "
-            f"{r['time_to_first_frame_s']:>7.3f} {r['ms_per_frame']:>9.2f} {r['peak_memory_mb']:>8.0f}"
-        )
-    return "\n".join(lines)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--family", nargs="+", choices=sorted(FAMILIES), default=sorted(FAMILIES))
     parser.add_argument(
         "--size", default="tiny", help="tiny (CPU), or a released size: 1.7b / 8b (delay), 1.7b (local)"
     )
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument(
         "--modes", nargs="+", choices=MODES, default=None, help="default: eager static (+compiled on GPU)"
     )
-    parser.add_argument("--frames", type=int, default=64)
-    parser.add_argument("--prompt-len", type=int, default=64)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16")
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--greedy", action="store_true", help="argmax instead of the released sampling preset")
+    add_run_arguments(parser, frames=64)
     args = parser.parse_args(argv)
     on_gpu = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
     modes = tuple(args.modes or (MODES if on_gpu else ("eager", "static")))
@@ -242,10 +179,7 @@ def main(argv=None):
         if args.size not in family["sizes"]:
             print(f"[{name}] no size {args.size!r} (has {family['sizes']}); skipped", file=sys.stderr)
             continue
-        rows += family["run"](
-            size=args.size, batch_sizes=tuple(args.batch), modes=modes, frames=args.frames,
-            prompt_len=args.prompt_len, device=args.device, dtype=args.dtype, repeats=args.repeats, greedy=args.greedy,
-        )  # fmt: skip
+        rows += family["run"](size=args.size, modes=modes, **run_kwargs(args))
     print(format_table(rows))
 
 

@@ -20,16 +20,24 @@ Random weights; the end-of-audio token is made unreachable so every run generate
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import torch
+from _common import (
+    MODES,
+    add_run_arguments,
+    build_model,
+    format_table,
+    mode_kwargs,
+    resolve_device_dtype,
+    result_row,
+    run_kwargs,
+    timed_generate,
+)
 from codectts.configuration.local import CodecTTSLocalConfig
 from codectts.modeling.local import CodecTTSLocalForConditionalGeneration
-from transformers import CompileConfig
 from transformers.generation.streamers import BaseStreamer
 
-MODES = ("eager", "static", "compiled")
 SIZES = ("tiny", "1.7b")
 
 
@@ -39,13 +47,29 @@ def benchmark_config(size: str) -> CodecTTSLocalConfig:
     elif size == "tiny":
         config = CodecTTSLocalConfig(
             text_config=dict(
-                vocab_size=2048, hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
-                num_key_value_heads=2, head_dim=32,
+                vocab_size=2048,
+                hidden_size=128,
+                intermediate_size=384,
+                num_hidden_layers=4,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                head_dim=32,
             ),
-            local_num_layers=2, local_hidden_size=96, local_intermediate_size=256, adapter_intermediate_size=128,
-            n_vq=32, audio_vocab_size=1024, audio_pad_code=1024, pad_token_id=0, audio_start_token_id=1,
-            audio_end_token_id=2, im_start_token_id=3, im_end_token_id=4, audio_user_slot_token_id=5,
-            audio_assistant_gen_slot_token_id=6, audio_assistant_delay_slot_token_id=7,
+            local_num_layers=2,
+            local_hidden_size=96,
+            local_intermediate_size=256,
+            adapter_intermediate_size=128,
+            n_vq=32,
+            audio_vocab_size=1024,
+            audio_pad_code=1024,
+            pad_token_id=0,
+            audio_start_token_id=1,
+            audio_end_token_id=2,
+            im_start_token_id=3,
+            im_end_token_id=4,
+            audio_user_slot_token_id=5,
+            audio_assistant_gen_slot_token_id=6,
+            audio_assistant_delay_slot_token_id=7,
         )
     else:
         raise ValueError(f"size must be one of {SIZES}, got {size!r}")
@@ -70,17 +94,6 @@ class _FirstFrameTimer(BaseStreamer):
         pass
 
 
-def _sync(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
 def run_benchmark(
     size: str = "tiny",
     batch_sizes: tuple[int, ...] = (1, 8),
@@ -93,12 +106,9 @@ def run_benchmark(
     greedy: bool = False,
 ) -> list[dict]:
     """Time ``generate`` and return one row (dict) per (batch, mode)."""
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    torch_dtype = getattr(torch, dtype) if dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    device, torch_dtype = resolve_device_dtype(device, dtype)
     config = benchmark_config(size)
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = CodecTTSLocalForConditionalGeneration(config).to(torch_dtype).eval()
+    model = build_model(CodecTTSLocalForConditionalGeneration, config, device, torch_dtype)
     sampling = dict(text_temperature=0, audio_temperature=0) if greedy else {}
     rows = []
     for batch in batch_sizes:
@@ -109,48 +119,23 @@ def run_benchmark(
         ids = ids.to(device)
         mask = torch.ones(batch, prompt_len, dtype=torch.long, device=device)
         for mode in modes:
-            kwargs = dict(attention_mask=mask, max_new_tokens=frames, **sampling)
-            if mode in ("static", "compiled"):
-                kwargs["cache_implementation"] = "static"
-            if mode == "compiled":
-                compile_config = CompileConfig(fullgraph=True, mode="reduce-overhead" if device.type == "cuda" else None)
-                compile_config._compile_all_devices = True  # also on CPU
-                kwargs["compile_config"] = compile_config
-            else:
-                kwargs["disable_compile"] = True
-            with torch.no_grad():
-                model.generate(ids, **kwargs)  # warm-up (compilation happens here)
-                best = None
-                for _ in range(repeats):
-                    if device.type == "cuda":
-                        torch.cuda.reset_peak_memory_stats(device)
-                    timer = _FirstFrameTimer()
-                    _sync(device)
-                    start = time.perf_counter()
-                    out = model.generate(ids, streamer=timer, **kwargs)
-                    _sync(device)
-                    elapsed = time.perf_counter() - start
-                    if best is None or elapsed < best[0]:
-                        best = (elapsed, timer.first_frame_at - start, out.shape[1] - prompt_len)
-            elapsed, first, generated = best
-            audio_seconds = generated / config.frame_rate
+            kwargs = dict(attention_mask=mask, max_new_tokens=frames, **sampling, **mode_kwargs(mode, device))
+            elapsed, first, generated = timed_generate(model, ids, kwargs, device, repeats, _FirstFrameTimer)
             rows.append(
-                {
-                    "family": "local",
-                    "size": size,
-                    "device": str(device),
-                    "dtype": str(torch_dtype).removeprefix("torch."),
-                    "mode": mode,
-                    "batch": batch,
-                    "prompt_rows": prompt_len,
-                    "frames": generated,
-                    "frames_per_s": generated / elapsed,
-                    "total_frames_per_s": batch * generated / elapsed,
-                    "rtf": elapsed / audio_seconds,
-                    "time_to_first_frame_s": first,
-                    "ms_per_frame": 1000 * (elapsed - first) / max(1, generated - 1),
-                    "peak_memory_mb": _peak_memory_mb(device),
-                }
+                result_row(
+                    family="local",
+                    size=size,
+                    device=device,
+                    dtype=torch_dtype,
+                    mode=mode,
+                    batch=batch,
+                    prompt_len=prompt_len,
+                    frame_rate=config.frame_rate,
+                    elapsed=elapsed,
+                    first=first,
+                    generated=generated,
+                    steps_after_first=generated - 1,
+                )
             )
     return rows
 
@@ -158,40 +143,13 @@ def run_benchmark(
 FAMILY = {"name": "local", "run": run_benchmark, "sizes": SIZES, "modes": MODES}
 
 
-def format_table(rows: list[dict]) -> str:
-    header = (
-        f"{'size':>5} {'device':>6} {'dtype':>8} {'mode':>8} {'batch':>5} {'frames/s':>9} {'tot f/s':>8} "
-        f"{'RTF':>7} {'TTFF s':>7} {'ms/frame':>9} {'peak MB':>8}"
-    )
-    lines = [header]
-    for r in rows:
-        lines.append(
-            f"{r['size']:>5} {r['device']:>6} {r['dtype']:>8} {r['mode']:>8} {r['batch']:>5} {r['frames_per_s']:>9.1f} "
-            f"{r['total_frames_per_s']:>8.1f} {r['rtf']:>7.3f} {r['time_to_first_frame_s']:>7.3f} "
-            f"{r['ms_per_frame']:>9.2f} {r['peak_memory_mb']:>8.0f}"
-        )
-    return "\n".join(lines)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", choices=SIZES, default="tiny")
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    parser.add_argument("--frames", type=int, default=32)
-    parser.add_argument("--prompt-len", type=int, default=64)
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--dtype", default=None, help="float32 / bfloat16 / float16")
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--greedy", action="store_true", help="argmax instead of the released sampling preset")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 is steadiest on a busy host)")
+    add_run_arguments(parser, frames=32)
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rows = run_benchmark(
-        size=args.size, batch_sizes=tuple(args.batch), modes=tuple(args.modes), frames=args.frames,
-        prompt_len=args.prompt_len, device=args.device, dtype=args.dtype, repeats=args.repeats, greedy=args.greedy,
-    )
+    rows = run_benchmark(size=args.size, modes=tuple(args.modes), **run_kwargs(args))
     print(format_table(rows))
 
 
