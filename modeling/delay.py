@@ -29,7 +29,7 @@ from transformers import PreTrainedModel, Qwen3Model
 from transformers.cache_utils import Cache
 from transformers.utils import ModelOutput
 
-from ..configuration.delay import CodecTTSDelayConfig, delay_generation_defaults
+from ..configuration.delay import CodecTTSDelayConfig
 from .generation_delay import CodecTTSDelayGenerationMixin
 
 __all__ = [
@@ -144,11 +144,7 @@ class CodecTTSDelayForConditionalGeneration(CodecTTSDelayGenerationMixin, CodecT
         self.audio_lm_head = nn.Linear(hidden, num_rows, bias=False)
         self._backbone_takes_cache_position = "cache_position" in inspect.signature(self.model.forward).parameters
         self.post_init()
-        if not hasattr(self.generation_config, "audio_temperature"):
-            for key, value in delay_generation_defaults().items():
-                setattr(self.generation_config, key, value)
-        self.generation_config.eos_token_id = config.im_end_token_id
-        self.generation_config.pad_token_id = config.pad_token_id
+        self.generation_config = self.default_generation_config(config, self.generation_config)
 
     def get_input_embeddings(self):
         return self.model.embed_tokens

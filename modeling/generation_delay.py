@@ -33,6 +33,7 @@ from transformers.generation.streamers import BaseStreamer
 from ..configuration.delay import delay_generation_defaults
 from .audio_sampling import AudioRepetitionPenalty, select_tokens, top_k_filter, top_p_filter
 from .delay_pattern import revert_delay_pattern
+from .generation_settings import AUDIO_SAMPLING_KEYS, audio_do_sample, prepare_sampling_config
 
 __all__ = [
     "AUDIO_GENERATION_KEYS",
@@ -42,15 +43,8 @@ __all__ = [
     "DelayPatternState",
 ]
 
-# generation-config attributes for the audio channels (the text channel uses the standard temperature/top_k/top_p)
-AUDIO_GENERATION_KEYS = (
-    "audio_do_sample",
-    "audio_temperature",
-    "audio_top_k",
-    "audio_top_p",
-    "audio_repetition_penalty",
-    "audio_repetition_penalty_scope",
-)
+# generation-config attributes of the audio channels (shared with the Local generator)
+AUDIO_GENERATION_KEYS = AUDIO_SAMPLING_KEYS
 
 
 @dataclass
@@ -176,15 +170,40 @@ class DelayAudioFrameStreamer(BaseStreamer):
 class CodecTTSDelayGenerationMixin(GenerationMixin):
     """`generate()` for token matrices ``[B, T, 1 + N]`` (see the module docstring)."""
 
+    @staticmethod
+    def default_generation_config(
+        config, base: GenerationConfig | None = None, preset: str = "moss-tts"
+    ) -> GenerationConfig:
+        """The model's default decoding: a released model's sampling preset, stop on ``<|im_end|>``."""
+        generation_config = copy.deepcopy(base) if base is not None else GenerationConfig()
+        # a real preset now, not derived from the model config: transformers drops the custom (audio) entries of a
+        # `_from_model_config` file when it is loaded again
+        generation_config._from_model_config = False
+        for key, value in delay_generation_defaults(preset).items():
+            setattr(generation_config, key, value)
+        generation_config.eos_token_id = config.im_end_token_id
+        generation_config.pad_token_id = config.pad_token_id
+        return generation_config
+
     def generate(self, input_ids: torch.LongTensor | None = None, generation_config=None, **kwargs):
         r"""Generate rows after the prompt ``input_ids [B, T, 1 + N]`` (left-padded for batches).
 
-        Text settings are the standard ones (`do_sample`, `temperature`, `top_k`, `top_p`, text logits processors,
-        `max_new_tokens`, `cache_implementation`, `streamer`, ...). Audio settings: `audio_temperature`,
-        `audio_top_k`, `audio_top_p`, `audio_repetition_penalty` (applied also when greedy, as in the reference;
-        per sequence and codebook, or `audio_repetition_penalty_scope="reference"` for the reference's batch /
-        codebook union) and `audio_do_sample` (default: `do_sample`). Defaults come from
-        `model.generation_config` (presets: `DELAY_GENERATION_PRESETS`). Only greedy and sampling are supported.
+        Sampling settings (the same names as the Local generator, see `codectts.modeling.generation_settings`), as
+        keyword arguments or on `generation_config` (defaults: `model.generation_config`, presets
+        `DELAY_GENERATION_PRESETS`):
+
+        * text channel: `do_sample`, `temperature`, `top_k`, `top_p` and every other transformers text logits
+          processor (`repetition_penalty`, `sequence_bias`, `min_new_tokens`, `logits_processor`, ...); the original
+          names `text_temperature` / `text_top_k` / `text_top_p` are aliases (`text_temperature <= 0`: greedy text).
+        * audio channels: `audio_do_sample` (default: `do_sample`), `audio_temperature` (<= 0: greedy audio),
+          `audio_top_k`, `audio_top_p` (the reference's variants: exactly ``k`` codes kept; nucleus on the
+          descending cumulative mass), `audio_repetition_penalty` — applied **also when greedy**, as the reference
+          does, per sequence and codebook, or with `audio_repetition_penalty_scope="reference"` on the reference's
+          batch/codebook union.
+        * `do_sample=False` is greedy for text and audio. Only greedy decoding and sampling are supported (beams,
+          assisted decoding or `num_return_sequences > 1` raise `ValueError`).
+
+        Other settings as usual: `max_new_tokens`, `cache_implementation`, `streamer`, `return_dict_in_generate`, ...
 
         Returns:
             `torch.LongTensor [B, T + steps, 1 + N]`, or `CodecTTSDelayGenerateOutput` with
@@ -207,22 +226,13 @@ class CodecTTSDelayGenerationMixin(GenerationMixin):
                 )
             if bool((attention_mask[:, -1] == 0).any()):
                 raise ValueError("attention_mask marks the last row as padding: pad prompts on the left")
-        for key in ("num_beams", "num_return_sequences"):
-            if kwargs.get(key, 1) not in (None, 1):
-                raise ValueError(f"{key} > 1 is not supported by the delay-pattern generator")
-        if kwargs.get("assistant_model") is not None:
-            raise ValueError("assisted generation is not supported by the delay-pattern generator")
-
-        # audio settings live on the generation config next to the text ones, so `generate(audio_top_k=...)` and
-        # saved generation_config.json files work like any other setting
-        defaults = delay_generation_defaults()
-        if generation_config is not None and any(not hasattr(generation_config, k) for k in AUDIO_GENERATION_KEYS):
-            generation_config = copy.deepcopy(generation_config)
-        target = generation_config if generation_config is not None else self.generation_config
-        for key in AUDIO_GENERATION_KEYS:
-            if not hasattr(target, key):
-                setattr(target, key, getattr(self.generation_config, key, defaults.get(key)))
-        return super().generate(input_ids, generation_config=generation_config, **kwargs)
+        if kwargs.get("n_vq_for_inference") not in (None, self.config.n_vq):
+            raise ValueError("n_vq_for_inference is not supported by the delay-pattern generator (Local only)")
+        kwargs.pop("n_vq_for_inference", None)
+        generation_config, model_kwargs = prepare_sampling_config(
+            self, generation_config, kwargs, delay_generation_defaults(), family="delay-pattern"
+        )
+        return super().generate(input_ids, generation_config=generation_config, **model_kwargs)
 
     def _prepare_attention_mask_for_generation(self, inputs_tensor, generation_config, model_kwargs):
         # the standard helper compares 2-D token ids with the pad id; our prompts are 3-D: all rows are real unless
@@ -243,9 +253,8 @@ class CodecTTSDelayGenerationMixin(GenerationMixin):
         batch_size = input_ids.shape[0]
         device = input_ids.device
         text_sample = bool(generation_config.do_sample)
-        audio_sample = (
-            text_sample if generation_config.audio_do_sample is None else bool(generation_config.audio_do_sample)
-        )
+        audio_sample = audio_do_sample(generation_config)
+        audio_temperature = float(generation_config.audio_temperature or 1.0)
         return_dict = generation_config.return_dict_in_generate
         keep = {
             name: () if return_dict and getattr(generation_config, flag) else None
@@ -301,7 +310,7 @@ class CodecTTSDelayGenerationMixin(GenerationMixin):
             text_scores = logits_processor(input_ids[..., 0], state.mask_text_scores(text_logits, step))
             audio_scores = penalty(audio_logits)
             if audio_sample:
-                audio_scores = audio_scores / _positive(generation_config.audio_temperature, "audio_temperature")
+                audio_scores = audio_scores / audio_temperature
                 audio_scores = top_k_filter(audio_scores, int(generation_config.audio_top_k or 0))
                 audio_scores = top_p_filter(audio_scores, float(generation_config.audio_top_p or 1.0))
 
@@ -352,12 +361,6 @@ class CodecTTSDelayGenerationMixin(GenerationMixin):
             hidden_states=keep["hidden_states"],
             past_key_values=model_kwargs.get("past_key_values"),
         )
-
-
-def _positive(value, name: str) -> float:
-    if value is None or value <= 0:
-        raise ValueError(f"{name} must be > 0 when sampling audio (use audio_do_sample=False for greedy), got {value}")
-    return float(value)
 
 
 class _LaggedFlag:

@@ -31,42 +31,42 @@ from __future__ import annotations
 import copy
 import inspect
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from transformers import GenerationConfig, GenerationMixin
 from transformers.cache_utils import DynamicCache, StaticCache
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
 
+from .generation_settings import audio_do_sample, prepare_sampling_config
 from .local_sampling import ChannelSampling, select_tokens
 
-# Generation settings of this model family that GenerationConfig does not know (stored as custom attributes, so they
-# round-trip through generation_config.json).
-SAMPLING_FIELDS = (
-    "text_temperature",
-    "text_top_k",
-    "text_top_p",
-    "audio_temperature",
-    "audio_top_k",
-    "audio_top_p",
-    "audio_repetition_penalty",
-)
-
-# Recommended decoding of the released MOSS-TTS-Local-Transformer (1.7B): text 1.5/1.0/50, audio 1.0/0.95/50, rep 1.1.
+# Recommended decoding of the released MOSS-TTS-Local-Transformer (1.7B): text 1.5/1.0/50, audio 1.0/0.95/50, rep 1.1
+# (the same keys as the Delay presets; see `generation_settings.py`).
 LOCAL_1_7B_PRESET = {
-    "text_temperature": 1.5,
-    "text_top_p": 1.0,
-    "text_top_k": 50,
+    "do_sample": True,
+    "temperature": 1.5,
+    "top_p": 1.0,
+    "top_k": 50,
+    "audio_do_sample": None,
     "audio_temperature": 1.0,
     "audio_top_p": 0.95,
     "audio_top_k": 50,
     "audio_repetition_penalty": 1.1,
+    "audio_repetition_penalty_scope": "sequence",
 }
 DEFAULT_MAX_NEW_TOKENS = 4096  # frames (≈ 5.5 min at 12.5 frames/s)
 
 _BACKBONE_TAKES_CACHE_POSITION = "cache_position" in inspect.signature(Qwen3Model.forward).parameters
-_UNSUPPORTED_STANDARD_WARPERS = ("temperature", "top_k", "top_p", "repetition_penalty", "min_p", "typical_p")
+# text warpers the frame decoder implements itself (transformers' versions are dropped from its processor list)
+_OWN_TEXT_WARPERS = (TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
 
 @dataclass
@@ -86,7 +86,9 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
     def default_generation_config(config, base: GenerationConfig | None = None) -> GenerationConfig:
         """The model's default decoding: the released model's sampling preset, stop on ``<|audio_end|>``."""
         generation_config = copy.deepcopy(base) if base is not None else GenerationConfig()
-        generation_config.do_sample = True
+        # a real preset now, not derived from the model config: transformers drops the custom (audio) entries of a
+        # `_from_model_config` file when it is loaded again
+        generation_config._from_model_config = False
         generation_config.eos_token_id = config.audio_end_token_id
         generation_config.pad_token_id = config.pad_token_id
         generation_config.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
@@ -101,32 +103,34 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
         attention_mask: torch.Tensor | None = None,
         generation_config: GenerationConfig | None = None,
         *,
-        max_new_tokens: int | None = None,
-        text_temperature: float | None = None,
-        text_top_k: int | None = None,
-        text_top_p: float | None = None,
-        audio_temperature: float | None = None,
-        audio_top_k: int | None = None,
-        audio_top_p: float | None = None,
-        audio_repetition_penalty: float | None = None,
         n_vq_for_inference: int | None = None,
         **kwargs,
     ) -> torch.LongTensor | CodecTTSLocalGenerateOutput:
         r"""Generate codec frames after a prompt.
+
+        Sampling settings (the same names as the Delay generator, see `codectts.modeling.generation_settings`), as
+        keyword arguments or on `generation_config` (defaults: `model.generation_config`, the released preset):
+
+        * text channel: `do_sample`, `temperature`, `top_k`, `top_p` (transformers' warper semantics); the original
+          names `text_temperature` / `text_top_k` / `text_top_p` are aliases (`text_temperature <= 0`: greedy text).
+          transformers' text logits *processors* (`sequence_bias`, `repetition_penalty`, `min_new_tokens`,
+          `logits_processor`, ...) are applied before them (the frame loop then runs uncompiled); other sampling
+          warpers (`min_p`, `typical_p`, ...) raise `ValueError`.
+        * audio channels: `audio_do_sample` (default: `do_sample`), `audio_temperature` (<= 0: greedy audio),
+          `audio_top_k` (ties with the k-th kept), `audio_top_p` (transformers' variant), `audio_repetition_penalty`
+          — applied **only when sampling**, as the reference does: per sequence and per codebook, over the codes in
+          that codebook's column of the whole sequence (prompt included); `audio_repetition_penalty_scope` can only
+          be `"sequence"`.
+        * `do_sample=False` is greedy for text and audio. Only greedy decoding and sampling are supported.
 
         Args:
             input_ids (`torch.LongTensor` of shape `(batch, T_prompt, 1 + n_vq)`): left-padded prompt rows (from the
                 processor in generation mode, ending with the ``<|audio_start|>`` row).
             attention_mask (`torch.Tensor` of shape `(batch, T_prompt)`, *optional*): 0 on left padding.
             generation_config (`GenerationConfig`, *optional*): defaults to ``model.generation_config``.
-            max_new_tokens (`int`, *optional*): frame budget (one new row per frame).
-            text_temperature / text_top_k / text_top_p: sampling of the text channel (temperature <= 0: greedy).
-            audio_temperature / audio_top_k / audio_top_p / audio_repetition_penalty: sampling of every codebook;
-                the repetition penalty (only when sampling) uses, per sequence and per codebook, the set of codes in
-                that codebook's column of the whole sequence (prompt included).
             n_vq_for_inference (`int`, *optional*): generate only the first ``K`` codebooks (the rest stay pad).
-            kwargs: other `GenerationConfig` fields (``do_sample=False`` forces greedy everywhere,
-                ``cache_implementation="static"``, ``return_dict_in_generate``, ...).
+            kwargs: sampling settings (above) and other `GenerationConfig` fields (``max_new_tokens``: frame budget,
+                ``cache_implementation="static"``, ``return_dict_in_generate``, ``streamer``, ...).
 
         Returns:
             `torch.LongTensor` ``sequences`` of shape `(batch, T_prompt + frames, 1 + n_vq)`, or a
@@ -134,6 +138,8 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
         """
         from .local import check_token_matrix, resolve_n_vq
 
+        if input_ids is None:
+            input_ids = kwargs.pop("inputs", None)
         if input_ids is None:
             raise ValueError("generate needs input_ids [batch, T_prompt, 1 + n_vq]")
         check_token_matrix(input_ids, self.config, "input_ids")
@@ -146,50 +152,30 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
                 f"attention_mask must have shape [batch, T_prompt] = {tuple(input_ids.shape[:2])}, "
                 f"got {tuple(attention_mask.shape)}"
             )
-        for name in _UNSUPPORTED_STANDARD_WARPERS:
-            if kwargs.get(name) is not None:
-                raise ValueError(
-                    f"{name}= is not used by this model: pass text_{name}= / audio_{name}= (separate settings for the "
-                    "text channel and the codebooks)"
-                )
-        if kwargs.get("logits_processor"):
-            raise ValueError("custom logits_processor lists are not supported (each channel has its own sampler)")
-        for name in ("assistant_model", "prefix_allowed_tokens_fn", "negative_prompt_ids"):
+        for name in ("prefix_allowed_tokens_fn", "negative_prompt_ids"):
             if kwargs.get(name) is not None:
                 raise ValueError(f"{name} is not supported by this model's generate")
+        max_new_tokens = kwargs.get("max_new_tokens")
+        if max_new_tokens is not None and (not isinstance(max_new_tokens, int) or max_new_tokens < 1):
+            raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
 
-        generation_config = copy.deepcopy(generation_config if generation_config is not None else self.generation_config)
-        model_kwargs = generation_config.update(**kwargs)
-        explicit = {
-            "text_temperature": text_temperature,
-            "text_top_k": text_top_k,
-            "text_top_p": text_top_p,
-            "audio_temperature": audio_temperature,
-            "audio_top_k": audio_top_k,
-            "audio_top_p": audio_top_p,
-            "audio_repetition_penalty": audio_repetition_penalty,
-        }
-        for key in SAMPLING_FIELDS:
-            value = explicit[key]
-            if value is None:
-                value = getattr(generation_config, key, None)
-            if value is None:
-                value = getattr(self.generation_config, key, LOCAL_1_7B_PRESET[key])
-            setattr(generation_config, key, value)
+        generation_config, model_kwargs = prepare_sampling_config(
+            self, generation_config, kwargs, LOCAL_1_7B_PRESET, family="local-transformer"
+        )
+        if generation_config.audio_repetition_penalty_scope not in (None, "sequence"):
+            raise ValueError(
+                "audio_repetition_penalty_scope must be 'sequence' for the Local generator (its reference penalises "
+                f"per sequence and codebook), got {generation_config.audio_repetition_penalty_scope!r}"
+            )
         if n_vq_for_inference is None:
             n_vq_for_inference = getattr(generation_config, "n_vq_for_inference", None)
         generation_config.n_vq_for_inference = resolve_n_vq(n_vq_for_inference, self.config)
         if max_new_tokens is not None:
-            if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-                raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-            generation_config.max_new_tokens = max_new_tokens
             generation_config.max_length = None
         if generation_config.max_new_tokens is None and generation_config.max_length is None:
             generation_config.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
         if generation_config.eos_token_id is None:
             generation_config.eos_token_id = self.config.audio_end_token_id
-        if (generation_config.num_beams or 1) != 1:
-            raise ValueError("beam search is not supported: use greedy decoding or sampling (num_beams=1)")
         for name in ("output_scores", "output_logits", "output_attentions"):
             if getattr(generation_config, name, False):
                 raise ValueError(f"{name}=True is not supported by this model's generate")
@@ -204,16 +190,16 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
     def _text_sampling(generation_config: GenerationConfig) -> ChannelSampling:
         return ChannelSampling(
             do_sample=bool(generation_config.do_sample),
-            temperature=float(generation_config.text_temperature),
-            top_k=generation_config.text_top_k,
-            top_p=generation_config.text_top_p,
+            temperature=float(generation_config.temperature or 1.0),
+            top_k=generation_config.top_k,
+            top_p=generation_config.top_p,
         )
 
     @staticmethod
     def _audio_sampling(generation_config: GenerationConfig) -> ChannelSampling:
         return ChannelSampling(
-            do_sample=bool(generation_config.do_sample),
-            temperature=float(generation_config.audio_temperature),
+            do_sample=audio_do_sample(generation_config),
+            temperature=float(generation_config.audio_temperature or 1.0),
             top_k=generation_config.audio_top_k,
             top_p=generation_config.audio_top_p,
             repetition_penalty=float(generation_config.audio_repetition_penalty or 1.0),
@@ -228,6 +214,7 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
         n_codebooks: int,
         text_sampling: ChannelSampling,
         audio_sampling: ChannelSampling,
+        text_logits_processor: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Choose the next row's text token and first ``n_codebooks`` codes.
 
@@ -235,6 +222,8 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
             backbone_hidden: [B, H] post-norm backbone latent of the last row.
             local_cache: a :class:`LocalKVCache` for ``B`` sequences (overwritten).
             history: [B, >= n_codebooks, A] bool, codes already present in each codebook's column; updated in place.
+            text_logits_processor: optional ``scores [B, V] -> scores`` applied to the text logits before
+                ``text_sampling`` (transformers' text logits processors; not static-shape, so not compiled).
         Returns:
             [B, 1 + n_codebooks] int64 tokens.
         """
@@ -245,6 +234,8 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
             local_out = self.local_transformer(local_in, cache=local_cache, start=channel)[:, 0]
             logits = self.channel_logits(channel, local_out)
             if channel == 0:
+                if text_logits_processor is not None:
+                    logits = text_logits_processor(logits.float())
                 token = select_tokens(logits, text_sampling)
             else:
                 logits = logits.float()
@@ -343,7 +334,22 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
         else:
             step_mask = attention_mask
 
-        use_compile = self._valid_auto_compile_criteria(model_kwargs, generation_config)
+        # transformers' text processors (sequence_bias, min_new_tokens, ...) minus the warpers decode_frame applies
+        text_processors = LogitsProcessorList(p for p in logits_processor or () if not isinstance(p, _OWN_TEXT_WARPERS))
+        unsupported = [type(p).__name__ for p in text_processors if type(p).__name__.endswith("LogitsWarper")]
+        if unsupported:
+            raise ValueError(
+                f"{', '.join(unsupported)} is not supported by the Local generator's text sampler: use temperature, "
+                "top_k and top_p"
+            )
+        text_logits_processor = None
+        if text_processors:
+
+            def text_logits_processor(scores: torch.Tensor) -> torch.Tensor:
+                return text_processors(sequences[..., 0], scores)
+
+        # the processors see the growing sequence: no static shapes, so the frame loop runs eagerly with them
+        use_compile = self._valid_auto_compile_criteria(model_kwargs, generation_config) and not text_processors
         decode_frame = self.decode_frame
         backbone_step = self.backbone_step
         if use_compile:
@@ -375,7 +381,9 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
         pad_columns = torch.full((batch, config.n_vq - n_codebooks), config.audio_pad_code, dtype=torch.long, device=device)
         sequences = input_ids.long()
         while True:
-            frame = decode_frame(hidden, local_cache, history, n_codebooks, text_sampling, audio_sampling)
+            frame = decode_frame(
+                hidden, local_cache, history, n_codebooks, text_sampling, audio_sampling, text_logits_processor
+            )
             frame = torch.cat([frame.to(device), pad_columns], dim=1)
             text = torch.where(unfinished, frame[:, 0], audio_end)
             # The <|audio_end|> row (and every row after it) carries no audio.
@@ -407,4 +415,4 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
         return sequences
 
 
-__all__ = ["LOCAL_1_7B_PRESET", "SAMPLING_FIELDS", "CodecTTSLocalGenerateOutput", "CodecTTSLocalGenerationMixin"]
+__all__ = ["LOCAL_1_7B_PRESET", "CodecTTSLocalGenerateOutput", "CodecTTSLocalGenerationMixin"]

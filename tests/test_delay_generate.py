@@ -236,8 +236,8 @@ def test_bad_generate_inputs(model):
         model.generate(ids, attention_mask=right, max_new_tokens=2)
     with pytest.raises(ValueError, match="num_beams"):
         model.generate(ids, num_beams=2, max_new_tokens=2)
-    with pytest.raises(ValueError, match="audio_temperature must be > 0"):
-        model.generate(ids, max_new_tokens=2, do_sample=True, audio_temperature=0.0)
+    with pytest.raises(ValueError, match="audio_top_k must be a non-negative int"):
+        model.generate(ids, max_new_tokens=2, do_sample=True, audio_top_k=-1)
     with pytest.raises(ValueError, match="audio_repetition_penalty_scope"):
         model.generate(ids, max_new_tokens=2, audio_repetition_penalty_scope="batch")
 

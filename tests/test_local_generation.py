@@ -221,7 +221,8 @@ def test_sampling_is_seeded_and_respects_settings(model, golden):
     assert default.shape[1] <= ids.shape[1] + 3
     gc = model.generation_config
     assert (gc.audio_temperature, gc.audio_top_p, gc.audio_top_k, gc.audio_repetition_penalty) == (1.0, 0.95, 50, 1.1)
-    assert (gc.text_temperature, gc.text_top_p, gc.text_top_k) == (1.5, 1.0, 50)
+    assert (gc.temperature, gc.top_p, gc.top_k, gc.do_sample) == (1.5, 1.0, 50, True)
+    assert not hasattr(gc, "text_temperature"), "the original names are aliases, never stored"
 
 
 def test_do_sample_false_is_greedy(model, golden):
@@ -302,7 +303,9 @@ def test_offload_matches_single_device(tmp_path):
         (lambda ids: ids.index_fill(2, torch.tensor([0]), 10**7), {}, ValueError, "text ids outside"),
         (lambda ids: ids, {"n_vq_for_inference": 0}, ValueError, r"n_vq_for_inference must be in \[1, n_vq = 4\]"),
         (lambda ids: ids, {"n_vq_for_inference": 5}, ValueError, "n_vq_for_inference"),
-        (lambda ids: ids, {"temperature": 0.5}, ValueError, "text_temperature= / audio_temperature="),
+        (lambda ids: ids, {"temperature": 0.5, "text_temperature": 0.7}, ValueError, "disagree"),
+        (lambda ids: ids, {"min_p": 0.1}, ValueError, "MinPLogitsWarper is not supported"),
+        (lambda ids: ids, {"audio_repetition_penalty_scope": "reference"}, ValueError, "must be 'sequence'"),
         (lambda ids: ids, {"num_beams": 2}, ValueError, "beam search"),
         (lambda ids: ids, {"attention_mask": torch.ones(1, 3)}, ValueError, "attention_mask must have shape"),
         (lambda ids: ids, {"audio_top_p": 1.5}, ValueError, "top_p must be in"),
