@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from codectts.demo import build_tiny_models, reference_voice
+from codectts.demo import build_tiny_models, reference_voice, speaking_bias
 from codectts.processing.processor import CodecTTSProcessor
 from codectts.processing.streaming import stream_speech
 
@@ -32,8 +32,7 @@ def run(families, batches, chunk_sizes, max_new_tokens: int) -> list[dict]:
     for family in families:
         model = delay if family == "delay" else local
         processor = CodecTTSProcessor.from_model_config(model.config, tokenizer, codec)
-        bias = {(model.config.audio_start_token_id,): 10.0, (model.config.audio_assistant_gen_slot_token_id,): 6.0}
-        kwargs = dict(do_sample=True, max_new_tokens=max_new_tokens, sequence_bias=bias)
+        kwargs = dict(do_sample=True, max_new_tokens=max_new_tokens, sequence_bias=speaking_bias(model.config))
         for batch in batches:
             inputs = _inputs(processor, batch)
             torch.manual_seed(0)

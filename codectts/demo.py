@@ -100,6 +100,18 @@ def reference_voice(seconds: float = 2.0, rate: int = 24000) -> np.ndarray:
     return (0.3 * wave / np.abs(wave).max() * envelope).astype(np.float32)
 
 
+def speaking_bias(config) -> dict[tuple[int], float]:
+    """``sequence_bias`` that makes a random-weight generator open an audio block and keep it going.
+
+    Delay prompts end before the audio block (the model must emit ``<|audio_start|>``); Local prompts already open
+    it, so there only the gen slot gets a push.
+    """
+    gen = (config.audio_assistant_gen_slot_token_id,)
+    if config.model_type == "codectts_local":
+        return {gen: 4.0}
+    return {(config.audio_start_token_id,): 10.0, gen: 6.0}
+
+
 class _Timer:
     def __init__(self):
         self.rows: list[tuple[str, float, str]] = []
@@ -142,8 +154,7 @@ def run_demo(out: Path, text: str, seed: int = 0, max_new_tokens: int = 80) -> l
             message = processor.build_user_message(text=text, reference=[str(reference)], language="English")
             inputs = processor([[message]], mode="generation")
             s["note"] = f"prompt {inputs['input_ids'].shape[1]} rows x {inputs['input_ids'].shape[2]} channels"
-        ids = model.config
-        bias = {(ids.audio_start_token_id,): 10.0, (ids.audio_assistant_gen_slot_token_id,): 6.0}
+        bias = speaking_bias(model.config)
         torch.manual_seed(seed)
         with timer.stage(f"{name}: generate") as s, torch.inference_mode():
             generated = model.generate(

@@ -55,8 +55,8 @@ class _RowQueueStreamer(BaseStreamer):
 class _SegmentStream:
     """Frames of one audio block of one sequence, decoded incrementally with its own codec state."""
 
-    def __init__(self, index: int, prefix_frames: int):
-        self.index = index
+    def __init__(self, prefix_frames: int):
+        self.index: int | None = None  # numbered when it first yields audio (as offline decoding lists segments)
         self.rows: list[torch.Tensor] = []  # audio columns of the block's slot rows
         self.prefix_frames = prefix_frames  # frames that belong to the prompt: decoded for context, not yielded
         self.decoded = 0  # frames already sent to the codec
@@ -72,7 +72,7 @@ class _SequenceFrames:
     def __init__(self, fmt: PromptFormat):
         self.fmt = fmt
         self.segment: _SegmentStream | None = None
-        self.segments = 0
+        self.segments = 0  # segments that produced audio so far
 
     def add_row(self, row: torch.Tensor, in_prompt: bool) -> list[_SegmentStream]:
         """Feed one row; returns the segment streams that closed with it."""
@@ -82,8 +82,7 @@ class _SequenceFrames:
             closed.append(self.segment)
             self.segment = None
         if token == self.fmt.audio_start_token_id:
-            self.segment = _SegmentStream(self.segments, prefix_frames=0)
-            self.segments += 1
+            self.segment = _SegmentStream(prefix_frames=0)
         elif self.segment is not None:
             self.segment.rows.append(row[1:])
         if in_prompt:
@@ -94,10 +93,6 @@ class _SequenceFrames:
         """The prompt ended: an open block is a continuation whose frames so far are the given prefix."""
         if self.segment is not None:
             self.segment.prefix_frames = len(self.segment.rows)
-            self.segment.index = 0
-            self.segments = 1
-        else:
-            self.segments = 0
 
     def new_frames(self, segment: _SegmentStream) -> torch.Tensor:
         """Complete frames of a block not yet sent to the codec, ``[frames, N]`` (Delay: de-delayed)."""
@@ -189,6 +184,9 @@ def stream_speech(
             audio = audio[max(segment.prefix_frames - first, 0) * hop :]  # prefix frames: codec context only
         if audio.numel() == 0 and not (final and segment.yielded):
             return None  # nothing new (an empty chunk is only sent to mark the end of a segment)
+        if segment.index is None:
+            segment.index = sequences[batch_index].segments
+            sequences[batch_index].segments += 1
         segment.yielded = True
         return SpeechChunk(
             batch_index=batch_index,

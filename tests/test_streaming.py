@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from codectts.demo import build_tiny_models, reference_voice
+from codectts.demo import build_tiny_models, reference_voice, speaking_bias
 from codectts.processing.processor import CodecTTSProcessor
 from codectts.processing.streaming import stream_speech
 
@@ -15,13 +15,8 @@ def tiny():
     return build_tiny_models(seed=0, n_vq=4)
 
 
-def _speaking_bias(config):
-    # random text heads rarely open an audio block; bias them so that the test covers several segments
-    return {(config.audio_start_token_id,): 10.0, (config.audio_assistant_gen_slot_token_id,): 6.0}
-
-
 def _check_stream_equals_offline(model, processor, inputs, chunk_frames, max_new_tokens=30):
-    kwargs = dict(do_sample=True, max_new_tokens=max_new_tokens, sequence_bias=_speaking_bias(model.config))
+    kwargs = dict(do_sample=True, max_new_tokens=max_new_tokens, sequence_bias=speaking_bias(model.config))
     torch.manual_seed(123)
     chunks = list(stream_speech(model, processor, inputs, chunk_frames=chunk_frames, **kwargs))
     torch.manual_seed(123)
