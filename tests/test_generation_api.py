@@ -13,7 +13,7 @@ from codectts.processing.processor import CodecTTSProcessor
 from transformers import AutoModel, GenerationConfig
 
 FAMILIES = ["delay", "local"]
-STEPS = 14
+STEPS = 8
 # every setting of the shared API, with non-default values
 ALL_SETTINGS = dict(
     do_sample=True, temperature=0.8, top_k=20, top_p=0.9, audio_do_sample=True, audio_temperature=0.9,
