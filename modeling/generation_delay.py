@@ -33,18 +33,14 @@ from transformers.generation.streamers import BaseStreamer
 from ..configuration.delay import delay_generation_defaults
 from .audio_sampling import AudioRepetitionPenalty, select_tokens, top_k_filter, top_p_filter
 from .delay_pattern import revert_delay_pattern
-from .generation_settings import AUDIO_SAMPLING_KEYS, audio_do_sample, prepare_sampling_config
+from .generation_settings import audio_do_sample, prepare_sampling_config
 
 __all__ = [
-    "AUDIO_GENERATION_KEYS",
     "CodecTTSDelayGenerateOutput",
     "CodecTTSDelayGenerationMixin",
     "DelayAudioFrameStreamer",
     "DelayPatternState",
 ]
-
-# generation-config attributes of the audio channels (shared with the Local generator)
-AUDIO_GENERATION_KEYS = AUDIO_SAMPLING_KEYS
 
 
 @dataclass
