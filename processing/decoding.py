@@ -42,7 +42,7 @@ class ParsedGeneration:
 
 @dataclass
 class GeneratedSpeech:
-    """What :meth:`CodecTTSProcessor.batch_decode` returns per batch item."""
+    """What :meth:`CodecTTSProcessor.decode_generation` returns per batch item."""
 
     text: str | None
     """Generated text with one ``<|audio|>`` per audio run (``None`` when empty)."""
@@ -73,8 +73,16 @@ def _frames_of_block(block: torch.Tensor, fmt: PromptFormat) -> torch.Tensor:
     return revert_delay_pattern(codes)
 
 
+def _generated_codebooks(frames: torch.Tensor, pad_code: int) -> int:
+    """Number of leading codebooks holding at least one real code (the rest were not generated)."""
+    real = ((frames >= 0) & (frames < pad_code)).any(dim=0)
+    return int(real.long().cumprod(0).sum())
+
+
 def _valid_runs(frames: torch.Tensor, pad_code: int) -> list[tuple[int, int]]:
     """Maximal ``[start, stop)`` runs of frames whose codes are all real codes (no pad / out-of-range value)."""
+    if frames.shape[1] == 0:
+        return []
     ok = ((frames >= 0) & (frames < pad_code)).all(dim=1).tolist()
     runs, start = [], None
     for i, good in enumerate(ok + [False]):
@@ -104,8 +112,8 @@ def parse_generation(
         trailing_ids: ids dropped from the end of the generated text (padding of finished sequences).
         include_end_frame: Local only: also decode the codes sampled on the ``<|audio_end|>`` row (reference
             behaviour; they were never trained).
-        num_quantizers: keep only the first ``K`` codebooks (Local generation with ``n_vq_for_inference=K`` fills
-            the others with 0).
+        num_quantizers: keep only the first ``K`` codebooks. Default: per block, the leading codebooks that hold
+            any real code (Local generation with ``n_vq_for_inference=K`` leaves the others as pad codes).
     """
     if sequence.dim() != 2:
         raise ValueError(f"a generated sequence must be [T, 1 + n_vq], got shape {tuple(sequence.shape)}")
@@ -131,8 +139,7 @@ def parse_generation(
         if block_begin is not None and closing:
             stop = i + 1 if (include_end_frame and not fmt.delayed and i < len(rows) and token == end_id) else i
             frames = _frames_of_block(window[block_begin:stop], fmt)
-            if num_quantizers is not None:
-                frames = frames[:, :num_quantizers]
+            frames = frames[:, : num_quantizers or _generated_codebooks(frames, fmt.audio_pad_code)]
             first_block = block_begin == 1 and window_start < prompt_length
             prefix = prefix_rows if first_block else 0
             for run_start, run_stop in _valid_runs(frames, fmt.audio_pad_code):

@@ -676,7 +676,8 @@ class CodecTTSProcessor(ProcessorMixin):
                 (``<|im_start|>assistant\n`` of the chat template, plus the opened audio block for Local): exact for
                 generation prompts; a continuation prefix is then returned as generated audio.
             include_end_frame: Local: also decode the codes of the ``<|audio_end|>`` row (reference behaviour).
-            num_quantizers: decode only the first K codebooks (Local ``n_vq_for_inference=K``).
+            num_quantizers: decode only the first K codebooks (default: those holding codes; Local
+                ``n_vq_for_inference=K`` leaves the others as pad).
             decode_audio: ``False`` returns codes only (no codec needed; ``audio`` is empty).
 
         All segments of all items are decoded in ONE codec call; continuation prefixes are cut exactly.

@@ -15,8 +15,9 @@ def tiny():
     return build_tiny_models(seed=0, n_vq=4)
 
 
-def _check_stream_equals_offline(model, processor, inputs, chunk_frames, max_new_tokens=30):
+def _check_stream_equals_offline(model, processor, inputs, chunk_frames, max_new_tokens=30, **generate_kwargs):
     kwargs = dict(do_sample=True, max_new_tokens=max_new_tokens, sequence_bias=speaking_bias(model.config))
+    kwargs.update(generate_kwargs)
     torch.manual_seed(123)
     chunks = list(stream_speech(model, processor, inputs, chunk_frames=chunk_frames, **kwargs))
     torch.manual_seed(123)
@@ -52,6 +53,14 @@ def test_stream_equals_offline_batch(tiny, family, chunk_frames):
     ]
     inputs = processor(conversations, mode="generation")
     assert _check_stream_equals_offline(model, processor, inputs, chunk_frames) >= 2
+
+
+def test_local_fewer_codebooks_stream_and_decode_alike(tiny):
+    """Local `n_vq_for_inference=K`: the other codebooks stay pad; offline decoding infers K as streaming does."""
+    tokenizer, codec, _, local = tiny
+    processor = CodecTTSProcessor.from_model_config(local.config, tokenizer, codec)
+    inputs = processor([[processor.build_user_message(text="Hi there")]], mode="generation")
+    assert _check_stream_equals_offline(local, processor, inputs, chunk_frames=2, n_vq_for_inference=2) >= 1
 
 
 @pytest.mark.parametrize("family", ["delay", "local"])
