@@ -17,9 +17,9 @@ import tempfile
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig
 
-from ..configuration.delay import CodecTTSDelayConfig, delay_generation_defaults
+from ..configuration.delay import CodecTTSDelayConfig
+from ..modeling.generation_delay import CodecTTSDelayGenerationMixin
 from .io import DEFAULT_MAX_SHARD_BYTES, check_state_dict, load_state_dict, read_json, write_converted_model
 
 __all__ = [
@@ -100,12 +100,10 @@ def write_converted_delay(src: Path, out: Path, max_shard_bytes: int = DEFAULT_M
     original = read_json(src / "config.json")
     config = CodecTTSDelayConfig.from_original_config(original)
     state = convert_delay_state_dict(load_state_dict(src), config)
-    generation_config = GenerationConfig(
-        **delay_generation_defaults(preset_for_original_config(original)),
-        max_new_tokens=4096,
-        eos_token_id=config.im_end_token_id,
-        pad_token_id=config.pad_token_id,
+    generation_config = CodecTTSDelayGenerationMixin.default_generation_config(
+        config, preset=preset_for_original_config(original)
     )
+    generation_config.max_new_tokens = 4096
     write_converted_model(
         out, config, state, "CodecTTSDelayForConditionalGeneration", generation_config, max_shard_bytes
     )
