@@ -13,7 +13,6 @@ Between encoder and decoder sits a residual quantizer with cosine-similarity cod
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from transformers import PreTrainedConfig
@@ -179,14 +178,14 @@ class CodecTTSAudioTokenizerConfig(PreTrainedConfig):
         raise ValueError(f"unknown stage type {kind!r} (expected 'patchify' or 'transformer'): {stage}")
 
     def _validate(self) -> None:
-        for name, stages, sign in (("encoder", self.encoder_stages, 1), ("decoder", self.decoder_stages, -1)):
+        for name, stages in (("encoder", self.encoder_stages), ("decoder", self.decoder_stages)):
             channels = 1 if name == "encoder" else self.quantizer_output_size
             hop = 1
             for i, stage in enumerate(stages):
                 if stage["type"] == "patchify":
                     h = stage["patch_size"]
                     hop *= h
-                    if sign > 0:
+                    if name == "encoder":
                         channels *= h
                     else:
                         if channels % h:
@@ -307,12 +306,6 @@ class CodecTTSAudioTokenizerConfig(PreTrainedConfig):
         out["layer_scale"] = stage.get("layer_scale") is not None
         out["rope_theta"] = float(stage.get("max_period", 10000))
         return out
-
-    def to_dict(self) -> dict[str, Any]:
-        output = super().to_dict()
-        output["encoder_stages"] = copy.deepcopy(self.encoder_stages)
-        output["decoder_stages"] = copy.deepcopy(self.decoder_stages)
-        return output
 
 
 __all__ = ["CodecTTSAudioTokenizerConfig"]
