@@ -28,7 +28,7 @@ from typing import Any
 
 from .. import __version__
 from .flatten import PackageFlattener
-from .io import atomic_output_dir, read_json
+from .io import atomic_output_dir, read_json, same_folder
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_NAME = "codectts"
@@ -264,7 +264,7 @@ def export_folder(
         overwrite: replace a non-empty ``dst``.
         token: Hub token for the upload (default: the logged-in user's).
     """
-    if Path(dst).exists() and Path(src).resolve() == Path(dst).resolve():
+    if Path(dst).exists() and same_folder(src, dst):
         raise ValueError("the destination must differ from the source folder (the source is never modified)")
     model, processor, codec = load_converted(src)
     export_model(
