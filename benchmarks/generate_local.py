@@ -109,7 +109,7 @@ def run_benchmark(
     device, torch_dtype = resolve_device_dtype(device, dtype)
     config = benchmark_config(size)
     model = build_model(CodecTTSLocalForConditionalGeneration, config, device, torch_dtype)
-    sampling = dict(text_temperature=0, audio_temperature=0) if greedy else {}
+    sampling = dict(do_sample=False) if greedy else dict(do_sample=True)  # released preset otherwise
     rows = []
     for batch in batch_sizes:
         generator = torch.Generator().manual_seed(batch)
