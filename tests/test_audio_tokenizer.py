@@ -78,11 +78,9 @@ def batch_inputs():
 def test_converted_config_and_parameter_count(model):
     meta = json.loads((GOLDEN / "meta.json").read_text())
     # Weight norm folds (g, v) into one weight: the golden count minus one g per weight-normed conv.
-    folded_g = sum(1 for name in load_file(GOLDEN / "model" / "model.safetensors") if name.endswith("original0"))
-    g_params = sum(
-        t.numel() for n, t in load_file(GOLDEN / "model" / "model.safetensors").items() if n.endswith("original0")
-    )
-    assert folded_g == 2 + 2 * model.config.num_quantizers
+    g_tensors = [t for n, t in load_file(GOLDEN / "model" / "model.safetensors").items() if n.endswith("original0")]
+    g_params = sum(t.numel() for t in g_tensors)
+    assert len(g_tensors) == 2 + 2 * model.config.num_quantizers
     assert model.num_parameters() == meta["n_params"] - g_params
     assert model.config.model_type == "codectts_audio_tokenizer"
     assert model.config.stage_windows("encoder") == [None, 1000, None, 500, None, 250, None, 125]
@@ -180,7 +178,7 @@ def test_batch_decode_with_lengths_matches_golden(model):
     assert out.audio_values_lengths.tolist() == expected_lengths.tolist()
     for row, n in enumerate(expected_lengths.tolist()):
         assert_close(out.audio_values[row, :, :n], OUT["dec_batch_nqall.audio"][row, :, :n], f"row {row}")
-        assert out.audio_values[row, :, n:].abs().max() == 0 if n < out.audio_values.shape[-1] else True
+        assert not out.audio_values[row, :, n:].any()
 
 
 def test_decode_of_ragged_items_with_padding_ids(model):
@@ -256,13 +254,10 @@ def test_streaming_matches_golden_chunked_within_window(model, frames_per_chunk,
         enc = [model.encode(c, past_key_values=state) for c in wav.split(frames_per_chunk * HOP, dim=-1)]
         codes = torch.cat([e.audio_codes for e in enc], dim=-1)
         hidden = torch.cat([e.encoder_hidden_states for e in enc], dim=1)
-        golden = golden_codes("enc_long_chunk0p4.audio_codes")
+        golden = golden_codes("enc_long_nqall.audio_codes")[..., :28]  # what the recorded chunked decode decoded
         dec_state = model.init_streaming_state("decoder", 1)
         audio = torch.cat(
-            [
-                model.decode(c, past_key_values=dec_state).audio_values
-                for c in golden[..., :28].split(frames_per_chunk, -1)
-            ],
+            [model.decode(c, past_key_values=dec_state).audio_values for c in golden.split(frames_per_chunk, -1)],
             dim=-1,
         )
     assert torch.equal(codes, golden_codes(f"enc_long_chunk{key}.audio_codes"))
