@@ -81,10 +81,7 @@ class CodecResidualQuantizer(nn.Module):
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """``codes`` ``(batch, K, frames)`` (K <= num_quantizers, a prefix of the stages) -> ``(batch, frames, out)``."""
-        embedding = None
-        for layer, stage_codes in zip(self.layers, codes.unbind(1)):
-            contribution = layer.decode(stage_codes)
-            embedding = contribution if embedding is None else embedding + contribution
+        embedding = sum(layer.decode(stage_codes) for layer, stage_codes in zip(self.layers, codes.unbind(1)))
         return _linear_fp32(embedding, self.output_proj)
 
 
