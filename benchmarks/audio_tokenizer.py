@@ -16,13 +16,18 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import threading
 import time
+from pathlib import Path
 
 import torch
 
 from codectts.configuration.audio_tokenizer import CodecTTSAudioTokenizerConfig
 from codectts.modeling.audio_tokenizer import CodecTTSAudioTokenizerModel
+
+sys.path.insert(0, str(Path(__file__).parent))  # the sibling helper module, also when imported from elsewhere
+from _common import sync  # noqa: E402
 
 
 class PeakMemory:
@@ -65,18 +70,13 @@ class PeakMemory:
             self._peak = max(self._peak, self._rss())
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def timed(fn, device, repeats: int):
     best, result = float("inf"), None
     for _ in range(repeats):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         result = fn()
-        _sync(device)
+        sync(device)
         best = min(best, time.perf_counter() - start)
     return best, result
 
@@ -105,10 +105,10 @@ def benchmark(model, seconds: float, batch: int, chunk_frames: list[int], repeat
                 latencies = []
                 with PeakMemory(device) as mem:
                     for piece in pieces:
-                        _sync(device)
+                        sync(device)
                         start = time.perf_counter()
                         call(piece, past_key_values=state)
-                        _sync(device)
+                        sync(device)
                         latencies.append(time.perf_counter() - start)
                 p50 = statistics.median(latencies) * 1e3
                 p95 = sorted(latencies)[int(0.95 * (len(latencies) - 1))] * 1e3
