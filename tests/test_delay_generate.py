@@ -180,11 +180,12 @@ def test_sampling_is_seeded_and_follows_the_grammar(model, name):
 
 def test_greedy_reference_trajectories_follow_the_grammar(model):
     """The checker above agrees with the recorded trajectories (so it checks the rules, not our implementation)."""
-    for key, name in (("gen_A.max40", "A"), ("gen_B.max80", "B"), ("gen_C.max40", "C")):
-        ids, _ = prompt(name)
-        rows = GOLDEN_OUTPUTS[f"{key}.b0.ids"]
-        start_length = int(GOLDEN_OUTPUTS[f"{key}.b0.start_length"])
-        assert_follows_the_grammar(ids[0, :, 0], rows[start_length:], model.config)
+    for key in TRAJECTORIES:
+        ids, mask = prompt(key[4:].split(".max")[0].split("_")[0])
+        for b in range(ids.shape[0]):
+            rows = GOLDEN_OUTPUTS[f"{key}.b{b}.ids"]
+            start_length = int(GOLDEN_OUTPUTS[f"{key}.b{b}.start_length"])
+            assert_follows_the_grammar(ids[b, mask[b].bool(), 0], rows[start_length:], model.config)
 
 
 def test_streamer_receives_every_frame_as_soon_as_complete(model):
@@ -220,11 +221,11 @@ def test_presets_and_saved_generation_config(converted, model):
 
 def test_bad_generate_inputs(model):
     ids, mask = prompt("A")
-    with pytest.raises(ValueError, match=r"\[batch, rows, 5\]"):
-        model.generate(ids[..., :3], max_new_tokens=2)
+    with pytest.raises(ValueError, match=rf"\[batch, rows, {model.config.num_channels}\]"):
+        model.generate(ids[..., :-1], max_new_tokens=2)
     with pytest.raises(ValueError, match="audio codes must be in"):
         bad = ids.clone()
-        bad[0, -1, 1] = 65
+        bad[0, -1, 1] = model.config.audio_vocab_size + 1
         model.generate(bad, max_new_tokens=2)
     with pytest.raises(ValueError, match="empty"):
         model.generate(ids[:, :0], max_new_tokens=2)

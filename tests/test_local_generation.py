@@ -296,13 +296,13 @@ def test_offload_matches_single_device(tmp_path):
 @pytest.mark.parametrize(
     "make, kwargs, error, message",
     [
-        (lambda ids: ids[..., :3], {}, ValueError, r"shape \[batch, seq_len, 1 \+ n_vq = 5\]"),
+        (lambda ids: ids[..., :-1], {}, ValueError, r"shape \[batch, seq_len, 1 \+ n_vq = {channels}\]"),
         (lambda ids: ids[0], {}, ValueError, "shape"),
         (lambda ids: ids.float(), {}, TypeError, "integer token ids"),
-        (lambda ids: ids.index_fill(2, torch.tensor([2]), 65), {}, ValueError, r"audio codes outside \[0, 64\]"),
+        (lambda ids: ids.index_fill(2, torch.tensor([2]), 10**6), {}, ValueError, r"audio codes outside \[0, {pad}\]"),
         (lambda ids: ids.index_fill(2, torch.tensor([0]), 10**7), {}, ValueError, "text ids outside"),
-        (lambda ids: ids, {"n_vq_for_inference": 0}, ValueError, r"n_vq_for_inference must be in \[1, n_vq = 4\]"),
-        (lambda ids: ids, {"n_vq_for_inference": 5}, ValueError, "n_vq_for_inference"),
+        (lambda ids: ids, {"n_vq_for_inference": 0}, ValueError, r"n_vq_for_inference must be in \[1, n_vq = {n_vq}\]"),
+        (lambda ids: ids, {"n_vq_for_inference": 10**6}, ValueError, "n_vq_for_inference"),
         (lambda ids: ids, {"temperature": 0.5, "text_temperature": 0.7}, ValueError, "disagree"),
         (lambda ids: ids, {"min_p": 0.1}, ValueError, "MinPLogitsWarper is not supported"),
         (lambda ids: ids, {"audio_repetition_penalty_scope": "reference"}, ValueError, "must be 'sequence'"),
@@ -315,6 +315,8 @@ def test_offload_matches_single_device(tmp_path):
 )
 def test_generate_rejects_bad_input(model, golden, make, kwargs, error, message):
     ids, _ = _prompt(golden, "A")
+    config = model.config
+    message = message.format(channels=config.num_channels, pad=config.audio_pad_code, n_vq=config.n_vq)
     with pytest.raises(error, match=message):
         model.generate(make(ids), max_new_tokens=kwargs.pop("max_new_tokens", 2), **kwargs)
 

@@ -102,9 +102,13 @@ def test_detect_and_config_from_original():
     assert original["model_type"] == "moss_tts_delay"
     assert detect_checkpoint_kind(original) == "local"
     config = CodecTTSLocalConfig.from_original_config(original)
-    assert (config.local_num_layers, config.local_hidden_size, config.local_intermediate_size) == (2, 8, 24)
-    assert config.adapter_intermediate_size == 24 and config.n_vq == 4 and config.audio_pad_code == 64
-    assert config.text_config.num_hidden_layers == 2 and config.vocab_size == 151672
+    assert (config.local_num_layers, config.local_hidden_size, config.local_intermediate_size) == (
+        original["local_num_layers"], original["local_hidden_size"], original["local_ffn_hidden_size"],
+    )  # fmt: skip
+    assert config.adapter_intermediate_size == original["additional_mlp_ffn_hidden_size"]
+    assert config.n_vq == original["n_vq"] and config.audio_pad_code == original["audio_vocab_size"]
+    text = original["language_config"]
+    assert config.text_config.num_hidden_layers == text["num_hidden_layers"] and config.vocab_size == text["vocab_size"]
     assert config.audio_end_token_id == original["audio_end_token_id"]
 
 
@@ -164,8 +168,8 @@ def _copy_original(tmp_path: Path, edit) -> Path:
         (lambda s: s.pop("lm_heads.3.weight"), "missing tensors .*lm_heads.3.weight"),
         (lambda s: s.__setitem__("extra.weight", torch.zeros(2)), "unexpected tensors .*extra.weight"),
         (
-            lambda s: s.__setitem__("local_transformer.norm.weight", torch.zeros(9)),
-            r"wrong shape .*local_transformer.norm.weight: expected \(8,\), found \(9,\)",
+            lambda s: s.__setitem__("local_transformer.norm.weight", torch.zeros(len(s["local_transformer.norm.weight"]) + 1)),
+            r"wrong shape .*local_transformer.norm.weight: expected \(\d+,\), found \(\d+,\)",
         ),
     ],
 )
