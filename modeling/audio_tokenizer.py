@@ -73,7 +73,14 @@ class CodecTTSAudioTokenizerDecoderOutput(ModelOutput):
 
 @dataclass
 class CodecTTSAudioTokenizerOutput(ModelOutput):
-    """Output of [`CodecTTSAudioTokenizerModel.forward`] (encode then decode, or decode only)."""
+    """Output of [`CodecTTSAudioTokenizerModel.forward`] (encode then decode, or decode only).
+
+    Args:
+        audio_codes (`torch.LongTensor` of shape `(batch, num_quantizers, frames)`): the encoded (or given) codes.
+        audio_codes_lengths (`torch.LongTensor` of shape `(batch,)`, *optional*): valid frames per row.
+        audio_values (`torch.FloatTensor` of shape `(batch, 1, frames * downsample_rate)`): decoded float32 waveform.
+        audio_values_lengths (`torch.LongTensor` of shape `(batch,)`): valid samples per row.
+    """
 
     audio_codes: torch.LongTensor | None = None
     audio_codes_lengths: torch.LongTensor | None = None
