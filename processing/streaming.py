@@ -39,17 +39,24 @@ class SpeechChunk:
     sampling_rate: int
 
 
+class _StreamClosed(Exception):
+    """Raised inside ``generate`` once the consumer stopped iterating: nobody reads its rows any more."""
+
+
 class _RowQueueStreamer(BaseStreamer):
-    """Hands the prompt and every generated row to the consumer thread."""
+    """Hands the prompt and every generated row to the consumer thread; ends ``generate`` once it is closed."""
 
     def __init__(self):
         self.rows: queue.Queue = queue.Queue()
+        self.closed = threading.Event()
 
     def put(self, value: torch.Tensor) -> None:
+        if self.closed.is_set():
+            raise _StreamClosed
         self.rows.put(value.detach().to("cpu", torch.long))
 
     def end(self) -> None:
-        self.rows.put(None)
+        pass  # the generate thread queues the end marker itself, after generate has returned or raised
 
 
 class _SegmentStream:
@@ -134,6 +141,7 @@ def stream_speech(
 
     Chunks of different sequences interleave; concatenating the chunks of one ``(batch_index, segment_index)``
     gives that segment's waveform, equal (to float precision) to the offline ``processor.batch_decode`` result.
+    Leaving the loop early (``break``, closing the iterator) also ends ``generate`` at its next step.
     """
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
@@ -224,4 +232,5 @@ def stream_speech(
             if seq.segment is not None and (chunk := decode(seq.segment, b, final=True)) is not None:
                 yield chunk
     finally:
+        streamer.closed.set()  # a consumer that stops early (break, error) also stops generation at the next row
         thread.join()

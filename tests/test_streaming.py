@@ -90,3 +90,28 @@ def test_stream_propagates_generation_errors(tiny):
     inputs = processor([[processor.build_user_message(text="x")]], mode="generation")
     with pytest.raises(ValueError, match="num_beams"):
         list(stream_speech(delay, processor, inputs, num_beams=2))
+
+
+def test_closing_the_stream_early_stops_generation(tiny):
+    """Breaking out of the loop ends generate() at its next step instead of running to max_new_tokens."""
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class CountSteps(StoppingCriteria):
+        steps = 0
+
+        def __call__(self, input_ids, scores, **kwargs):
+            CountSteps.steps += 1
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    tokenizer, codec, delay, _ = tiny
+    processor = CodecTTSProcessor.from_model_config(delay.config, tokenizer, codec)
+    inputs = processor([[processor.build_user_message(text="Hi there")]], mode="generation")
+    config, max_new_tokens = delay.config, 2000
+    chunks = stream_speech(
+        delay, processor, inputs, chunk_frames=1, do_sample=True, max_new_tokens=max_new_tokens,
+        sequence_bias=speaking_bias(config), stopping_criteria=StoppingCriteriaList([CountSteps()]),
+        suppress_tokens=[config.audio_end_token_id, config.im_end_token_id],  # nothing ends the audio early
+    )  # fmt: skip
+    assert next(chunks).audio.numel() > 0
+    chunks.close()
+    assert 0 < CountSteps.steps < max_new_tokens // 2
