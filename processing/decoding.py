@@ -190,8 +190,9 @@ def render_text(text_ids: list[int], fmt: PromptFormat, decode) -> str | None:
             pieces.append(decode(plain))
             plain = []
         r = rank[token]
-        # start opens a run; gen may repeat; delay may repeat; end closes it.
-        if run_rank is not None and (r < run_rank or (r == run_rank and r in (0, 3)) or run_rank == 3):
+        # start opens a run; gen may repeat; delay may repeat; end closes it (below), so a start, or a token
+        # that comes earlier in the order than the run's last one, begins a new run.
+        if run_rank is not None and (r == 0 or r < run_rank):
             close_run()
         run_rank = r
         run_has_gen = run_has_gen or token == gen
