@@ -63,8 +63,10 @@ def checked_audio_fields(n_vq: int, audio_vocab_size: int, audio_pad_code: int |
     if audio_vocab_size < 1:
         raise ValueError(f"audio_vocab_size must be >= 1, got {audio_vocab_size}")
     pad = int(audio_vocab_size if audio_pad_code is None else audio_pad_code)
-    if not 0 <= pad <= audio_vocab_size:
-        raise ValueError(f"audio_pad_code must be in [0, {audio_vocab_size}], got {pad}")
+    if pad != audio_vocab_size:
+        # the pad is the extra last row of the embeddings and heads (the checkpoints mask that logit): any other value
+        # would make a real code unpredictable and the extra row predictable
+        raise ValueError(f"audio_pad_code must equal audio_vocab_size ({audio_vocab_size}), got {pad}")
     return int(n_vq), int(audio_vocab_size), pad
 
 

@@ -37,7 +37,7 @@ class CodecTTSDelayConfig(CodecTTSGeneratorConfigMixin, PretrainedConfig):
         n_vq (`int`, defaults to 32): number of RVQ codebooks (audio channels).
         audio_vocab_size (`int`, defaults to 1024): codes per codebook. Audio embeddings and heads have
             `audio_vocab_size + 1` rows; the extra row is the audio pad.
-        audio_pad_code (`int`, *optional*): code of the audio pad (defaults to `audio_vocab_size`).
+        audio_pad_code (`int`, *optional*): code of the audio pad; must equal (and defaults to) `audio_vocab_size`.
         pad_token_id, im_start_token_id, im_end_token_id, audio_start_token_id, audio_end_token_id,
         audio_user_slot_token_id, audio_assistant_gen_slot_token_id, audio_assistant_delay_slot_token_id (`int`):
             special text tokens; `im_end_token_id` ends generation.

@@ -90,11 +90,6 @@ class CodecTTSLocalConfig(CodecTTSGeneratorConfigMixin, PretrainedConfig):
         initializer_range: float = 0.02,
         **kwargs,
     ):
-        if audio_pad_code is not None and audio_pad_code != audio_vocab_size:
-            raise ValueError(
-                f"audio_pad_code ({audio_pad_code}) must equal audio_vocab_size ({audio_vocab_size}): the pad code is "
-                "the extra last row of every audio embedding and head"
-            )
         if channelwise_loss_weight is not None and len(channelwise_loss_weight) != 1 + n_vq:
             raise ValueError(
                 f"channelwise_loss_weight needs 1 + n_vq = {1 + n_vq} entries, got {len(channelwise_loss_weight)}"

@@ -33,7 +33,7 @@ from transformers.generation.streamers import BaseStreamer
 from ..configuration.delay import delay_generation_defaults
 from .audio_sampling import AudioRepetitionPenalty, select_tokens, top_k_filter, top_p_filter
 from .delay_pattern import revert_delay_pattern
-from .generation_settings import audio_do_sample, prepare_sampling_config
+from .generation_settings import DEFAULT_MAX_NEW_TOKENS, audio_do_sample, prepare_sampling_config
 
 __all__ = [
     "CodecTTSDelayGenerateOutput",
@@ -179,6 +179,8 @@ class CodecTTSDelayGenerationMixin(GenerationMixin):
             setattr(generation_config, key, value)
         generation_config.eos_token_id = config.im_end_token_id
         generation_config.pad_token_id = config.pad_token_id
+        if generation_config.max_new_tokens is None:
+            generation_config.max_new_tokens = DEFAULT_MAX_NEW_TOKENS  # ~5.5 min of audio, as the Local generator
         return generation_config
 
     def generate(self, input_ids: torch.LongTensor | None = None, generation_config=None, **kwargs):

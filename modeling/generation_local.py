@@ -46,7 +46,7 @@ from transformers.generation.logits_process import (
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
 
-from .generation_settings import audio_do_sample, prepare_sampling_config
+from .generation_settings import DEFAULT_MAX_NEW_TOKENS, audio_do_sample, prepare_sampling_config
 from .local_sampling import ChannelSampling, select_tokens
 
 # Recommended decoding of the released MOSS-TTS-Local-Transformer (1.7B): text 1.5/1.0/50, audio 1.0/0.95/50, rep 1.1
@@ -63,7 +63,6 @@ LOCAL_1_7B_PRESET = {
     "audio_repetition_penalty": 1.1,
     "audio_repetition_penalty_scope": "sequence",
 }
-DEFAULT_MAX_NEW_TOKENS = 4096  # frames (≈ 5.5 min at 12.5 frames/s)
 
 _BACKBONE_TAKES_CACHE_POSITION = "cache_position" in inspect.signature(Qwen3Model.forward).parameters
 # text warpers the frame decoder implements itself (transformers' versions are dropped from its processor list)

@@ -33,10 +33,14 @@ from transformers.generation.configuration_utils import GenerationMode
 
 __all__ = [
     "AUDIO_SAMPLING_KEYS",
+    "DEFAULT_MAX_NEW_TOKENS",
     "TEXT_SAMPLING_ALIASES",
     "audio_do_sample",
     "prepare_sampling_config",
 ]
+
+# default generation budget of both generators, in rows/frames (≈ 5.5 min of audio at 12.5 frames/s)
+DEFAULT_MAX_NEW_TOKENS = 4096
 
 # original MOSS-TTS name -> transformers name of the same text-channel setting
 TEXT_SAMPLING_ALIASES = {"text_temperature": "temperature", "text_top_k": "top_k", "text_top_p": "top_p"}
