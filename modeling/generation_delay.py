@@ -34,6 +34,7 @@ from ..configuration.delay import delay_generation_defaults
 from .audio_sampling import AudioRepetitionPenalty, select_tokens, top_k_filter, top_p_filter
 from .delay_pattern import revert_delay_pattern
 from .generation_settings import DEFAULT_MAX_NEW_TOKENS, audio_do_sample, prepare_sampling_config
+from .stop_flag import LaggedStopFlag
 
 __all__ = [
     "CodecTTSDelayGenerateOutput",
@@ -276,7 +277,7 @@ class CodecTTSDelayGenerationMixin(GenerationMixin):
         )
         finished_row = input_ids.new_tensor([config.pad_token_id] + [config.audio_pad_code] * config.n_vq)
         unfinished = torch.ones(batch_size, dtype=torch.bool, device=device)
-        stop_flag = _LaggedFlag(device, lag=streamer is None)
+        stop_flag = LaggedStopFlag(device, lag=streamer is None)
 
         model_forward = (
             self.get_compiled_call(generation_config.compile_config)
@@ -359,31 +360,3 @@ class CodecTTSDelayGenerationMixin(GenerationMixin):
             hidden_states=keep["hidden_states"],
             past_key_values=model_kwargs.get("past_key_values"),
         )
-
-
-class _LaggedFlag:
-    """'Everything finished?' without stalling the host on accelerators.
-
-    On CPU the flag is read at once. On an accelerator it is copied to pinned host memory without blocking and read
-    one step later, while the device already runs the next step; stopping then discards that one extra step (whose
-    rows are pad rows of finished sequences anyway).
-    """
-
-    def __init__(self, device: torch.device, lag: bool = True):
-        self.lag = lag and device.type == "cuda"
-        self.lag_steps = 1 if self.lag else 0
-        self._pending: tuple[torch.Tensor, torch.cuda.Event] | None = None
-
-    def push(self, flag: torch.Tensor) -> bool:
-        if not self.lag:
-            return bool(flag)
-        previous = self._pending
-        host = torch.empty((), dtype=torch.bool, pin_memory=True)
-        host.copy_(flag, non_blocking=True)
-        event = torch.cuda.Event()
-        event.record()
-        self._pending = (host, event)
-        if previous is None:
-            return False
-        previous[1].synchronize()
-        return bool(previous[0])

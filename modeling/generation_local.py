@@ -48,6 +48,7 @@ from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
 
 from .generation_settings import DEFAULT_MAX_NEW_TOKENS, audio_do_sample, prepare_sampling_config
 from .local_sampling import ChannelSampling, select_tokens
+from .stop_flag import LaggedStopFlag
 
 # Recommended decoding of the released MOSS-TTS-Local-Transformer (1.7B): text 1.5/1.0/50, audio 1.0/0.95/50, rep 1.1
 # (the same keys as the Delay presets; see `generation_settings.py`).
@@ -380,6 +381,7 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
         audio_end = torch.tensor(config.audio_end_token_id, device=device)
         pad_columns = torch.full((batch, config.n_vq - n_codebooks), config.audio_pad_code, dtype=torch.long, device=device)
         sequences = input_ids.long()
+        stop_flag = LaggedStopFlag(device, lag=streamer is None)  # no host stall per frame on CUDA
         while True:
             frame = decode_frame(
                 hidden, local_cache, history, n_codebooks, text_sampling, audio_sampling, text_logits_processor
@@ -395,7 +397,10 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
             unfinished = unfinished & (text != audio_end)
             if stopping_criteria is not None:
                 unfinished = unfinished & ~stopping_criteria(sequences[..., 0], None).to(device)
-            if sequences.shape[1] >= max_length or not bool(unfinished.any()):
+            if stop_flag.push(~unfinished.any()):
+                sequences = sequences[:, : sequences.shape[1] - stop_flag.lag_steps]  # frames after all finished
+                break
+            if sequences.shape[1] >= max_length:
                 break
             if static:
                 mask = step_mask

@@ -183,3 +183,26 @@ def test_presets_use_the_same_keys_in_both_families(tiny, tmp_path):
 def test_unsupported_or_invalid_settings_raise(case, settings, message):
     with pytest.raises(ValueError, match=message):
         generate(case, **settings)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the lagged stop flag only lags on CUDA")
+@pytest.mark.parametrize("family", ["delay", "local"])
+def test_lagged_stop_on_cuda_gives_the_same_sequences(family):
+    # without a streamer the stop flag is read one step late on CUDA and the extra row dropped; with one it is not
+    from codectts.demo import build_tiny_models
+    from codectts.processing.processor import CodecTTSProcessor
+
+    tokenizer, codec, delay, local = build_tiny_models(seed=0, n_vq=4)
+    model = (delay if family == "delay" else local).cuda()
+    processor = CodecTTSProcessor.from_model_config(model.config, tokenizer, codec)
+    inputs = processor([[processor.build_user_message(text="Hi")]]).to("cuda")
+    lagged = model.generate(**inputs, do_sample=False, max_new_tokens=60)
+    class Ignore:
+        def put(self, value):
+            pass
+
+        def end(self):
+            pass
+
+    immediate = model.generate(**inputs, do_sample=False, max_new_tokens=60, streamer=Ignore())
+    assert torch.equal(lagged, immediate)
