@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .io import CheckpointMismatchError, atomic_output_dir, read_json, same_folder
+from .io import CheckpointMismatchError, atomic_output_dir, check_output_not_in_sources, read_json
 
 KINDS = ("audio_tokenizer", "delay", "local")
 
@@ -23,6 +23,8 @@ def detect_checkpoint_kind(config: dict) -> str:
     The codec config carries ``encoder_kwargs``/``decoder_kwargs``. Delay and Local 1.0 both say
     ``model_type: moss_tts_delay``; Local is recognised by its ``local_*`` fields.
     """
+    if not isinstance(config, dict):
+        raise ValueError(f"config.json must hold a JSON object, found a {type(config).__name__}")
     model_type = config.get("model_type", "")
     if isinstance(model_type, str) and model_type.startswith("codectts"):
         raise ValueError(f"this folder is already in codectts format (model_type {model_type!r}); nothing to convert")
@@ -65,17 +67,19 @@ def convert_checkpoint(
         dst: output folder; must not exist or be empty unless ``overwrite``.
         tokenizer: text tokenizer folder to bundle with a generator (Delay/Local only).
         audio_tokenizer: codec folder (original or already converted) to bundle with a generator.
-        overwrite: replace an existing non-empty ``dst`` once the new folder is complete.
+        overwrite: replace an existing ``dst`` that codectts wrote earlier, once the new folder is complete (a
+            folder without codectts's marker file is never replaced; ``dst`` may never overlap a source folder).
     """
     src, dst = Path(src), Path(dst)
     if not (src / "config.json").is_file():
-        raise FileNotFoundError(f"{src} has no config.json")
-    if dst.exists() and same_folder(src, dst):
-        raise ValueError("the destination must differ from the source folder (the source is never modified)")
+        what = "folder does not exist" if not src.exists() else "not a checkpoint folder"
+        raise FileNotFoundError(f"{src} has no config.json ({what})")
+    sources = (src, tokenizer, audio_tokenizer)
+    check_output_not_in_sources(dst, sources)
     kind = detect_checkpoint_kind(read_json(src / "config.json"))
     if kind == "audio_tokenizer" and (tokenizer or audio_tokenizer):
         raise ValueError("--tokenizer/--audio-tokenizer only apply to Delay/Local generator checkpoints")
-    with atomic_output_dir(dst, overwrite=overwrite) as out:
+    with atomic_output_dir(dst, overwrite=overwrite, sources=sources) as out:
         _writer(kind)(src, out)
         if tokenizer is not None or audio_tokenizer is not None:
             from .assemble import write_tts_bundle

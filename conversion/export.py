@@ -28,7 +28,7 @@ from typing import Any
 
 from .. import __version__
 from .flatten import PackageFlattener
-from .io import atomic_output_dir, read_json, same_folder
+from .io import OUTPUT_MARKER, atomic_output_dir, check_output_not_in_sources, read_json, temporary_sibling
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_NAME = "codectts"
@@ -178,7 +178,10 @@ def export_model(
         )
 
     dst = Path(dst)
-    with atomic_output_dir(dst, overwrite=overwrite) as out:
+    # the folders the objects were loaded from are only read: the output may not overlap them
+    loaded_from = [getattr(obj, "name_or_path", None) for obj in (model, audio_tokenizer)]
+    sources = [path for path in loaded_from if isinstance(path, str) and path and os.path.isdir(path)]
+    with atomic_output_dir(dst, overwrite=overwrite, sources=sources) as out:
         _write_model(model, out, max_shard_size)
         roots = [type(model.config), *_auto_model_classes(model).values()]
         if processor is not None:
@@ -264,8 +267,7 @@ def export_folder(
         overwrite: replace a non-empty ``dst``.
         token: Hub token for the upload (default: the logged-in user's).
     """
-    if Path(dst).exists() and same_folder(src, dst):
-        raise ValueError("the destination must differ from the source folder (the source is never modified)")
+    check_output_not_in_sources(dst, [src])
     model, processor, codec = load_converted(src)
     export_model(
         model,
@@ -294,17 +296,17 @@ def convert_and_export(
 
     The converted folder is only a temporary step next to ``dst``; ``export_kwargs`` go to :func:`export_folder`.
     """
-    import tempfile
-
     from . import convert_checkpoint
 
-    parent = Path(dst).absolute().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{Path(dst).name}.converted-", dir=parent) as tmp:
-        converted = convert_checkpoint(
-            src, Path(tmp) / "converted", tokenizer=tokenizer, audio_tokenizer=audio_tokenizer
-        )
+    check_output_not_in_sources(dst, [src, tokenizer, audio_tokenizer])
+    Path(dst).absolute().parent.mkdir(parents=True, exist_ok=True)
+    # scratch space named like atomic_output_dir's: a later run removes it if this process is killed
+    tmp = temporary_sibling(dst)
+    try:
+        converted = convert_checkpoint(src, tmp / "converted", tokenizer=tokenizer, audio_tokenizer=audio_tokenizer)
         return export_folder(converted, dst, **export_kwargs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def push_folder_to_hub(
@@ -334,5 +336,6 @@ def push_folder_to_hub(
         repo_id=repo_id,
         repo_type="model",
         commit_message=commit_message or f"Upload {folder.name} (exported with codectts {__version__})",
+        ignore_patterns=[OUTPUT_MARKER],  # local bookkeeping (see conversion.io), not part of the model repo
         create_pr=create_pr,
     )

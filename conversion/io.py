@@ -10,13 +10,15 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterator, Mapping
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 # Largest safetensors file a converter writes (the Hub's usual shard size); bigger checkpoints get an index.
@@ -28,8 +30,19 @@ class CheckpointMismatchError(ValueError):
 
 
 def read_json(path: str | os.PathLike) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """A JSON file that must hold an object; errors name the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not a UTF-8 text file: {error}") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a folder, expected a JSON file") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object ({{...}}), found a {type(data).__name__}")
+    return data
 
 
 def safetensors_files(folder: str | os.PathLike) -> list[Path]:
@@ -56,13 +69,27 @@ def safetensors_files(folder: str | os.PathLike) -> list[Path]:
 
 def load_state_dict(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
     """All tensors of a safetensors checkpoint folder (single file or sharded with an index)."""
+    from tqdm.auto import tqdm
+
     state: dict[str, torch.Tensor] = {}
-    for file in safetensors_files(folder):
-        with safe_open(str(file), framework="pt") as f:
-            for key in f.keys():
-                if key in state:
-                    raise CheckpointMismatchError(f"tensor {key!r} appears in more than one shard ({file.name})")
-                state[key] = f.get_tensor(key)
+    files = safetensors_files(folder)
+    # a progress bar on terminals (tqdm's `disable=None`): real checkpoints take minutes to read
+    with tqdm(total=sum(f.stat().st_size for f in files), unit="B", unit_scale=True, desc="reading weights",
+              disable=None) as bar:
+        for file in files:
+            try:
+                with safe_open(str(file), framework="pt") as f:
+                    for key in f.keys():
+                        if key in state:
+                            raise CheckpointMismatchError(
+                                f"tensor {key!r} appears in more than one shard ({file.name})"
+                            )
+                        state[key] = f.get_tensor(key)
+            except (OSError, RuntimeError, SafetensorError) as error:
+                if isinstance(error, FileNotFoundError):
+                    raise
+                raise CheckpointMismatchError(f"cannot read {file}: {error}") from error
+            bar.update(file.stat().st_size)
     return state
 
 
@@ -141,31 +168,159 @@ def write_converted_model(
     save_sharded_safetensors(state, out, max_shard_bytes)
 
 
+# A file that every folder written through `atomic_output_dir` carries: `overwrite=True` replaces only folders that
+# have it, never an arbitrary folder that happens to be at the destination. Constant content: two runs on the same
+# inputs give the same bytes.
+OUTPUT_MARKER = ".codectts-output"
+_MARKER_TEXT = "This folder was written by codectts; `--overwrite` may replace it as a whole.\n"
+# Hidden siblings of a destination `d` while a run writes it: `.d.tmp-<pid>-<random>` (the new folder, and any
+# scratch space of that run) and `.d.old-<pid>-<random>` (the previous folder while it is being replaced).
+_SIBLING = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-[^/]*$")
+
+
+class OutputFolderError(FileExistsError):
+    """The output folder cannot be written: it exists (without ``overwrite``), was not written by codectts, or
+    appeared while this run was writing."""
+
+
+class OutputOverlapsSourceError(ValueError):
+    """The output folder is, contains or is inside a folder that the operation reads."""
+
+
+def check_output_not_in_sources(dst: str | os.PathLike, sources) -> None:
+    """Refuse an output folder that is, contains or is contained in one of the ``sources`` (which are only read).
+
+    Writing into a source would modify it; replacing a folder that contains a source (``--overwrite``) would delete
+    it.
+    """
+    target = Path(dst).resolve()
+    for source in sources:
+        if source is None:
+            continue
+        src = Path(source).resolve()
+        if target == src:
+            relation = "is"
+        elif src.is_relative_to(target):
+            relation = "contains"
+        elif target.is_relative_to(src):
+            relation = "is inside"
+        else:
+            continue
+        raise OutputOverlapsSourceError(
+            f"the destination must differ from the source folder: {dst} {relation} the source {source} (sources are "
+            "only read; choose an output folder outside them)"
+        )
+
+
+def is_codectts_output(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` was written by :func:`atomic_output_dir` (it carries the marker file)."""
+    return (Path(folder) / OUTPUT_MARKER).is_file()
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return True  # cannot tell: keep the folder
+    return True
+
+
+def clean_stale_siblings(dst: str | os.PathLike) -> list[Path]:
+    """Remove the hidden temporary folders that runs writing ``dst`` left behind when they were killed (their
+    process no longer exists); returns the removed paths and warns about each (so it is never silent)."""
+    dst = Path(dst).absolute()
+    removed = []
+    if not dst.parent.is_dir():
+        return removed
+    for path in dst.parent.iterdir():
+        match = _SIBLING.match(path.name)
+        if not match or match["name"] != dst.name or _pid_alive(int(match["pid"])):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        if not path.exists():
+            removed.append(path)
+            warnings.warn(f"removed {path}, left behind by an interrupted codectts run (process gone)", stacklevel=3)
+    return removed
+
+
+def temporary_sibling(dst: str | os.PathLike, kind: str = "tmp") -> Path:
+    """A new private folder ``.<dst name>.<kind>-<pid>-<random>`` next to ``dst`` (cleaned up by later runs if this
+    process dies before removing it)."""
+    dst = Path(dst).absolute()
+    return Path(tempfile.mkdtemp(prefix=f".{dst.name}.{kind}-{os.getpid()}-", dir=dst.parent))
+
+
+def _check_destination(dst: Path, overwrite: bool) -> None:
+    if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
+        raise OutputFolderError(f"{dst} exists and is not a folder")
+    if not dst.exists() or not any(dst.iterdir()):
+        return
+    if not overwrite:
+        raise OutputFolderError(f"{dst} exists and is not empty (pass overwrite=True / --overwrite to replace it)")
+    if not is_codectts_output(dst):
+        raise OutputFolderError(
+            f"refusing to replace {dst}: it was not written by codectts (no {OUTPUT_MARKER} file), and --overwrite "
+            "only replaces folders that codectts wrote; choose another output folder or remove it yourself"
+        )
+
+
+def _rename_no_replace(src: Path, dst: Path) -> None:
+    """Move the folder ``src`` to ``dst``; fails if ``dst`` holds anything (an empty folder is replaced)."""
+    try:
+        os.rename(src, dst)  # POSIX: replaces only an empty folder; ENOTEMPTY/EEXIST otherwise
+    except OSError as error:
+        if dst.exists() or dst.is_symlink():
+            raise OutputFolderError(
+                f"{dst} appeared while this run was writing it (another run?); it was left as it is and this "
+                "run's output discarded"
+            ) from error
+        raise
+
+
 @contextlib.contextmanager
-def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False, sources=()) -> Iterator[Path]:
     """Yield a temporary folder next to ``dst``; it becomes ``dst`` only if the block finishes without error.
 
-    ``dst`` must not exist (or be an empty folder) unless ``overwrite``; with ``overwrite`` the old folder is
-    replaced only after the new one is complete.
+    * ``dst`` must not exist (or be an empty folder) unless ``overwrite``; ``overwrite`` replaces only a folder that
+      codectts wrote (it carries the :data:`OUTPUT_MARKER` file), and only after the new one is complete.
+    * ``dst`` must not be, contain or be inside one of ``sources`` (the folders the block reads).
+    * Creation is atomic against concurrent runs: the finished folder is renamed into place, and that rename fails
+      (:class:`OutputFolderError`, the other run's folder untouched) if ``dst`` appeared meanwhile.
+    * Temporary folders of earlier runs that were killed (SIGKILL, power loss) are removed, with a warning.
     """
     dst = Path(dst).absolute()
-    if dst.exists():
-        if not dst.is_dir():
-            raise FileExistsError(f"{dst} exists and is not a folder")
-        if any(dst.iterdir()) and not overwrite:
-            raise FileExistsError(f"{dst} exists and is not empty (pass overwrite=True / --overwrite to replace it)")
+    check_output_not_in_sources(dst, sources)
+    _check_destination(dst, overwrite)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.tmp-", dir=dst.parent))
+    clean_stale_siblings(dst)
+    tmp = temporary_sibling(dst)
     try:
         yield tmp
+        (tmp / OUTPUT_MARKER).write_text(_MARKER_TEXT, encoding="utf-8")
         _set_default_permissions(tmp)
-        if dst.exists():
-            old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-            os.replace(dst, old)
-            os.replace(tmp, dst)
+        _check_destination(dst, overwrite)  # again: it may have changed while the block ran
+        if dst.exists() and any(dst.iterdir()):
+            old = temporary_sibling(dst, "old")
+            os.rename(dst, old / dst.name)
+            try:
+                _rename_no_replace(tmp, dst)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.rename(old / dst.name, dst)
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, dst)
+            _rename_no_replace(tmp, dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
