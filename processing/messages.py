@@ -51,6 +51,28 @@ def _render_references(reference: list | None) -> str:
     return "\n".join(lines) if lines else "None"
 
 
+def check_user_text_fields(**fields: Any) -> None:
+    """The rules every entry point (API, pipeline, CLI, demo) applies to the text fields of a user turn.
+
+    A field is ``None`` (renders as ``None``, i.e. not given) or a string; ``text`` must not be empty or blank
+    (give ``None`` for no text); no field may contain the ``<|audio|>`` placeholder, which stands for a reference.
+    Control-token strings (``<|im_end|>``, ...) are allowed: they are spoken literally (see ``processing.safe_text``).
+    """
+    for name, value in fields.items():
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+        if AUDIO_PLACEHOLDER in value:
+            raise ValueError(
+                f"{name} contains {AUDIO_PLACEHOLDER}, the placeholder for a reference audio; pass reference voices "
+                "with reference=... instead"
+            )
+    text = fields.get("text")
+    if text is not None and not text.strip():
+        raise ValueError("the text to speak is empty; give some text (or text=None for a prompt without text)")
+
+
 def build_user_message(
     text: str | None = None,
     reference: Any = None,
@@ -84,12 +106,17 @@ def build_user_message(
     if tokens is not None:
         if isinstance(tokens, bool) or not isinstance(tokens, numbers.Integral):
             raise TypeError(f"tokens must be an int (number of audio frames), got {type(tokens).__name__}")
-        if tokens < 0:
-            raise ValueError(f"tokens must be a non-negative number of audio frames, got {tokens}")
+        if tokens < 1:
+            raise ValueError(
+                f"tokens must be a positive number of audio frames (12.5 per second), got {tokens}; "
+                "leave it out (None) to let the model choose the duration"
+            )
         tokens = int(tokens)
+    check_user_text_fields(
+        text=text, instruction=instruction, quality=quality, sound_event=sound_event, ambient_sound=ambient_sound,
+        language=language,
+    )
     if text is not None:
-        if not isinstance(text, str):
-            raise TypeError(f"text must be a string, got {type(text).__name__}")
         if normalize_text:
             from .text_normalization import normalize_tts_text
 

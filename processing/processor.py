@@ -36,6 +36,7 @@ from .audio_io import AudioInputError, loudness_normalize, prepare_waveform
 from .audio_io import save_audio as _save_audio
 from .decoding import GeneratedSpeech, parse_generation, render_text
 from .messages import (
+    AUDIO_PLACEHOLDER,
     USER_FIELDS,
     build_assistant_message,
     build_user_message,
@@ -45,6 +46,7 @@ from .messages import (
     normalize_message,
 )
 from .prompt import LAYOUTS, PromptFormat, expand_placeholders, left_pad, message_rows
+from .safe_text import encode_message
 
 MODES = ("generation", "continuation", "computing_loss")
 AUDIO_TOKENIZER_SUBFOLDER = "audio_tokenizer"
@@ -313,6 +315,11 @@ class CodecTTSProcessor(ProcessorMixin):
         if mode in ("continuation", "computing_loss") and roles[-1] != "assistant":
             raise ValueError(f"mode={mode!r} needs a conversation ending with an assistant message")
 
+    def _encode_message(self, role: str, segments, add_generation_prompt: bool) -> list[int]:
+        if not self.chat_template:
+            raise ValueError("the tokenizer has no chat template; pass chat_template= to the processor")
+        return encode_message(self.tokenizer, self.chat_template, role, segments, add_generation_prompt)
+
     def _render_message(self, role: str, content: str, add_generation_prompt: bool) -> list[int]:
         if not self.chat_template:
             raise ValueError("the tokenizer has no chat template; pass chat_template= to the processor")
@@ -388,10 +395,12 @@ class CodecTTSProcessor(ProcessorMixin):
                 items = [codes_by_item[(b, m, i)] for i in range(len(message["audio_codes_list"]))]
                 content, groups = merge_adjacent_placeholders(message["content"], items)
                 codes = [torch.cat(group, dim=0) for group in groups]
-                content = expand_placeholders(content, [c.shape[0] for c in codes], message["role"], fmt, n_vq, token)
-                ids = self._render_message(
-                    message["role"], content, add_generation_prompt=last and mode == "generation"
-                )
+                # user text and the audio blocks built here, kept apart: control tokens only count in the blocks
+                segments = [(content.split(AUDIO_PLACEHOLDER)[0], False)]
+                for block, text in zip(codes, content.split(AUDIO_PLACEHOLDER)[1:]):
+                    expanded = expand_placeholders(AUDIO_PLACEHOLDER, [block.shape[0]], message["role"], fmt, n_vq, token)
+                    segments += [(expanded, True), (text, False)]
+                ids = self._encode_message(message["role"], segments, add_generation_prompt=last and mode == "generation")
                 rows.append(message_rows(ids, codes, fmt, n_vq, truncate_last_audio=last and mode == "continuation"))
             if mode == "generation" and self.layout == "local":
                 # Local checkpoints expect the assistant audio block to be opened by the prompt.

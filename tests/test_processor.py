@@ -508,8 +508,9 @@ def test_bad_inputs_raise_specific_errors():
         processor([processor.build_user_message(text="Hi.", reference=[np.zeros(24000, dtype=np.float32)])])
     with pytest.raises(ValueError, match="placeholder"):
         processor([{"role": "user", "content": "no placeholder", "audio_codes_list": [torch.zeros(2, 4).long()]}])
-    with pytest.raises(ValueError, match="audio control tokens"):
-        processor([processor.build_user_message(text="say <|audio_start|> now")])
+    # control-token strings in the text are spoken literally, never parsed (tests/test_robustness_text.py)
+    literal = processor([processor.build_user_message(text="say <|audio_start|> now")])["input_ids"][0, :, 0]
+    assert int((literal == processor.audio_start_token_id).sum()) == (processor.layout == "local")
     with pytest.raises(TypeError, match="tokens"):
         processor.build_user_message(text="Hi.", tokens=2.5)
     with pytest.raises(ValueError, match="unknown user message keys"):
