@@ -139,7 +139,14 @@ def parse_generation(
         if block_begin is not None and closing:
             stop = i + 1 if (include_end_frame and not fmt.delayed and i < len(rows) and token == end_id) else i
             frames = _frames_of_block(window[block_begin:stop], fmt)
-            frames = frames[:, : num_quantizers or _generated_codebooks(frames, fmt.audio_pad_code)]
+            generated_codebooks = _generated_codebooks(frames, fmt.audio_pad_code)
+            if num_quantizers is not None and 0 < generated_codebooks < num_quantizers:
+                # the missing codebooks are pad everywhere: every frame would be dropped as incomplete
+                raise ValueError(
+                    f"num_quantizers={num_quantizers} but this audio has only {generated_codebooks} generated "
+                    "codebooks (n_vq_for_inference?); pass num_quantizers <= that, or None for all generated ones"
+                )
+            frames = frames[:, : num_quantizers or generated_codebooks]
             first_block = block_begin == 1 and window_start < prompt_length
             prefix = prefix_rows if first_block else 0
             for run_start, run_stop in _valid_runs(frames, fmt.audio_pad_code):

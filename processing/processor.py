@@ -34,6 +34,7 @@ from transformers.processing_utils import ProcessorMixin
 
 from .audio_io import AudioInputError, loudness_normalize, prepare_waveform
 from .audio_io import save_audio as _save_audio
+from .codes_layout import is_codec_output, reference_codes
 from .decoding import GeneratedSpeech, parse_generation, render_text
 from .messages import (
     AUDIO_PLACEHOLDER,
@@ -420,7 +421,7 @@ class CodecTTSProcessor(ProcessorMixin):
                 for i, item in enumerate(message["audio_codes_list"]):
                     if item is None:
                         raise ValueError("audio_codes_list entries must not be None")
-                    if _is_codes(item):
+                    if _is_codes(item) or is_codec_output(item):
                         codes[(b, m, i)] = self._check_codes(item, n_vq)
                     elif isinstance(item, (torch.Tensor, np.ndarray, tuple)) or is_path_like(item):
                         pending_keys.append((b, m, i))
@@ -435,18 +436,10 @@ class CodecTTSProcessor(ProcessorMixin):
                 codes[key] = value
         return codes
 
-    def _check_codes(self, codes: torch.Tensor, n_vq: int) -> torch.Tensor:
-        if codes.dim() != 2:
-            raise ValueError(f"audio codes must be [frames, n_vq], got shape {tuple(codes.shape)}")
-        if codes.shape[1] < n_vq:
-            raise ValueError(f"audio codes have {codes.shape[1]} codebooks but {n_vq} are needed")
-        codes = codes[:, :n_vq].detach().cpu().long()
-        if codes.numel() and (codes.min() < 0 or codes.max() >= self.audio_pad_code):
-            raise ValueError(
-                f"audio codes must lie in [0, {self.audio_pad_code}); got values in [{int(codes.min())}, "
-                f"{int(codes.max())}]"
-            )
-        return codes
+    def _check_codes(self, codes: Any, n_vq: int) -> torch.Tensor:
+        """Codes ``[frames, n_vq]`` from a codes tensor or a codec encode output (layout rules: ``codes_layout``)."""
+        config = getattr(self.audio_tokenizer, "config", None)
+        return reference_codes(codes, n_vq, self.audio_pad_code, getattr(config, "num_quantizers", None))
 
     # -----------------------------------------------------------------------------------------------------------------
     # transformers-style chat
@@ -692,6 +685,11 @@ class CodecTTSProcessor(ProcessorMixin):
         All segments of all items are decoded in ONE codec call; continuation prefixes are cut exactly.
         """
         fmt = self.prompt_format
+        if num_quantizers is not None:
+            if isinstance(num_quantizers, bool) or not isinstance(num_quantizers, int):
+                raise TypeError(f"num_quantizers must be an int, got {type(num_quantizers).__name__}")
+            if not 1 <= num_quantizers <= self.n_vq:
+                raise ValueError(f"num_quantizers must be between 1 and n_vq={self.n_vq}, got {num_quantizers}")
         parsed = [
             parse_generation(
                 seq,
