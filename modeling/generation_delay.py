@@ -35,6 +35,7 @@ from .audio_sampling import AudioRepetitionPenalty, select_tokens, top_k_filter,
 from .delay_pattern import revert_delay_pattern
 from .generation_settings import DEFAULT_MAX_NEW_TOKENS, audio_do_sample, prepare_sampling_config
 from .stop_flag import LaggedStopFlag
+from .prompt_checks import check_prompt
 
 __all__ = [
     "CodecTTSDelayGenerateOutput",
@@ -214,17 +215,7 @@ class CodecTTSDelayGenerationMixin(GenerationMixin):
         if input_ids is None:
             raise ValueError("generate() needs input_ids [batch, rows, 1 + n_vq] (a prompt from the processor)")
         self.check_input_ids(input_ids)
-        if input_ids.shape[1] == 0:
-            raise ValueError("the prompt is empty: input_ids has 0 rows")
-        attention_mask = kwargs.get("attention_mask")
-        if attention_mask is not None:
-            if attention_mask.shape != input_ids.shape[:2]:
-                raise ValueError(
-                    f"attention_mask must have shape {tuple(input_ids.shape[:2])} (batch, rows), "
-                    f"got {tuple(attention_mask.shape)}"
-                )
-            if bool((attention_mask[:, -1] == 0).any()):
-                raise ValueError("attention_mask marks the last row as padding: pad prompts on the left")
+        check_prompt(input_ids, kwargs.get("attention_mask"))
         if kwargs.get("n_vq_for_inference") not in (None, self.config.n_vq):
             raise ValueError("n_vq_for_inference is not supported by the delay-pattern generator (Local only)")
         kwargs.pop("n_vq_for_inference", None)

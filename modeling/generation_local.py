@@ -49,6 +49,7 @@ from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
 from .generation_settings import DEFAULT_MAX_NEW_TOKENS, audio_do_sample, prepare_sampling_config
 from .local_sampling import ChannelSampling, select_tokens
 from .stop_flag import LaggedStopFlag
+from .prompt_checks import check_prompt
 
 # Recommended decoding of the released MOSS-TTS-Local-Transformer (1.7B): text 1.5/1.0/50, audio 1.0/0.95/50, rep 1.1
 # (the same keys as the Delay presets; see `generation_settings.py`).
@@ -144,15 +145,9 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
         if input_ids is None:
             raise ValueError("generate needs input_ids [batch, T_prompt, 1 + n_vq]")
         check_token_matrix(input_ids, self.config, "input_ids")
-        if input_ids.shape[1] == 0:
-            raise ValueError("input_ids has no rows: generation needs a prompt")
+        check_prompt(input_ids, attention_mask)
         if attention_mask is None:
             attention_mask = torch.ones(input_ids.shape[:2], dtype=torch.long, device=input_ids.device)
-        elif tuple(attention_mask.shape) != tuple(input_ids.shape[:2]):
-            raise ValueError(
-                f"attention_mask must have shape [batch, T_prompt] = {tuple(input_ids.shape[:2])}, "
-                f"got {tuple(attention_mask.shape)}"
-            )
         for name in ("prefix_allowed_tokens_fn", "negative_prompt_ids"):
             if kwargs.get(name) is not None:
                 raise ValueError(f"{name} is not supported by this model's generate")
