@@ -36,6 +36,10 @@ from .codec_streaming import CodecStreamingState
 from .codec_transformer import CodecLayerScale, CodecStack
 
 
+# Largest |sample| `encode` accepts (float audio lies in [-1, 1]; some headroom for processed audio).
+MAX_INPUT_PEAK = 16.0
+
+
 @dataclass
 class CodecTTSAudioTokenizerEncoderOutput(ModelOutput):
     """Output of [`CodecTTSAudioTokenizerModel.encode`].
@@ -201,6 +205,14 @@ class CodecTTSAudioTokenizerModel(CodecTTSAudioTokenizerPreTrainedModel):
                 audio = audio.masked_fill(~padding_mask.to(device=audio.device, dtype=torch.bool), 0.0)
         if not torch.isfinite(audio).all():
             raise ValueError("input_values contains NaN or infinite samples")
+        peak = float(audio.abs().max())
+        if peak > MAX_INPUT_PEAK:
+            # far outside float audio's [-1, 1]: integer PCM stored as float, or a wrong unit; it would encode to
+            # all-equal codes (the stages saturate), so refuse instead of returning silently wrong codes
+            raise ValueError(
+                f"input_values has samples up to {peak:.4g}, but float audio lies in [-1, 1]; scale it (integer PCM "
+                "stored as float: divide by 32768)"
+            )
 
         frames = -(-samples // hop)
         if frames * hop != samples:

@@ -29,6 +29,9 @@ MAX_CHANNELS = 16
 LONG_REFERENCE_SECONDS = 60.0
 # Peak amplitude below which a reference is considered silent (about -100 dBFS).
 SILENCE_PEAK = 1e-5
+# Float audio lies in [-1, 1] (a little over after processing). A peak far beyond it is integer PCM stored as float,
+# or a wrong unit: the codec would encode it to all-equal codes, so it is refused instead of silently ruined.
+MAX_FLOAT_PEAK = 16.0
 
 _PYAV_SUFFIXES = {".m4a", ".mp4", ".aac", ".webm", ".opus", ".wma", ".mkv", ".3gp"}
 
@@ -79,6 +82,8 @@ def load_audio_file(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except sf.LibsndfileError as error:
         raise AudioInputError(f"cannot read audio file {path}: {error}") from error
+    if data.shape[0] == 0:
+        raise AudioInputError(f"{path} contains no audio samples (0 frames)")
     return np.ascontiguousarray(data.T), int(rate)
 
 
@@ -128,6 +133,8 @@ def to_mono(data: Any) -> np.ndarray:
     data = np.asarray(data)
     if data.dtype == object:
         raise AudioInputError("audio must be a numeric array")
+    if data.size == 0:
+        raise AudioInputError(f"audio is empty (shape {tuple(data.shape)}, no samples)")
     data = _as_channels_first(_to_float(data))
     return data.mean(axis=0, dtype=np.float64).astype(np.float32) if data.shape[0] > 1 else data[0]
 
@@ -185,7 +192,13 @@ def prepare_waveform(item: Any, target_rate: int, *, min_samples: int = 1, what:
             f"{source} is too short: {wav.shape[0] / target_rate * 1000:.1f} ms, need at least "
             f"{min_samples / target_rate * 1000:.1f} ms (one codec frame)"
         )
-    if float(np.abs(wav).max()) < SILENCE_PEAK:
+    peak = float(np.abs(wav).max())
+    if peak > MAX_FLOAT_PEAK:
+        raise AudioInputError(
+            f"{source} has samples up to {peak:.4g}, but float audio lies in [-1, 1]; scale it (integer PCM stored as "
+            "float: divide by 32768)"
+        )
+    if peak < SILENCE_PEAK:
         raise AudioInputError(f"{source} is silent (peak below {SILENCE_PEAK:g}); a reference voice needs sound")
     seconds = wav.shape[0] / target_rate
     if seconds > LONG_REFERENCE_SECONDS:
