@@ -206,13 +206,33 @@ class CodecTTSProcessor(ProcessorMixin):
 
         With ``load_audio_tokenizer=False`` (or no such subfolder) the processor works for text and codes only.
         """
-        processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        processor = cls._from_model_folder(pretrained_model_name_or_path, **kwargs)
+        if processor is None:
+            processor = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         if audio_tokenizer is None and load_audio_tokenizer:
             audio_tokenizer = cls._load_audio_tokenizer(pretrained_model_name_or_path, **kwargs)
         # Attached afterwards: kwargs of `from_pretrained` also reach the tokenizer (and would end up in its config).
         if audio_tokenizer is not None:
             processor.set_audio_tokenizer(audio_tokenizer)
         return processor
+
+    @classmethod
+    def _from_model_folder(cls, path, **kwargs):
+        """A local model folder without ``processor_config.json``: the layout, ``n_vq``, pad code and token ids come
+        from its model ``config.json`` (never the Delay defaults, which would build wrong prompts for a Local
+        model). ``None`` when the folder has a processor config (or is not a local folder)."""
+        folder = Path(path, kwargs.get("subfolder", "") or "")
+        if not folder.is_dir() or (folder / "processor_config.json").is_file():
+            return None
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{folder} has neither processor_config.json nor a model config.json to derive the processor from"
+            )
+        from transformers import AutoConfig, AutoTokenizer
+
+        model_config = AutoConfig.from_pretrained(str(folder))
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        return cls.from_model_config(model_config, tokenizer)
 
     @staticmethod
     def _load_audio_tokenizer(path, **kwargs):
