@@ -48,4 +48,26 @@ def _register_auto_classes() -> None:
     AutoModelForTextToWaveform.register(CodecTTSLocalConfig, CodecTTSLocalForConditionalGeneration, exist_ok=True)
 
 
-_register_auto_classes()
+_registered = False
+
+
+def register_auto_classes() -> None:
+    """Register codectts's classes with the transformers Auto factories (done when the package is imported; safe to
+    call again)."""
+    global _registered
+    if not _registered:
+        _register_auto_classes()
+        _registered = True
+
+
+def _started_as_command_line() -> bool:
+    # The `codectts` console script imports the package only to reach `codectts.cli`, which registers the classes
+    # itself after parsing the arguments: `codectts --help` and argument errors need neither torch nor transformers.
+    import os
+    import sys
+
+    return bool(sys.argv) and os.path.basename(sys.argv[0]) in ("codectts", "codectts.exe")
+
+
+if not _started_as_command_line():
+    register_auto_classes()

@@ -1,20 +1,121 @@
-"""The ``codectts`` command line: ``convert``, ``codec`` (encode/decode WAV files), ``synthesize``, ``demo``, ``export``.
+"""The codectts command line: convert, export, codec (encode/decode audio files), synthesize, demo.
 
-Each sub-command imports what it needs lazily so that ``codectts --help`` is instant.
+Arguments are parsed before anything heavy is imported, so that ``codectts --help`` and argument errors are instant;
+every sub-command validates its inputs and outputs before loading a model, and reports errors in one line with a
+non-zero exit status (``--debug`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
+import signal
 import sys
 from pathlib import Path
+
+from . import __version__
+
+DESCRIPTION = (
+    "codectts: codec-token text-to-speech for Hugging Face transformers. Convert the official MOSS checkpoints, "
+    "export them for the Hub, encode/decode audio with the codec and synthesise speech."
+)
+
+# exit statuses: 2 = the user's input was refused (as argparse does), 1 = an unexpected failure, 130 = interrupted
+EXIT_USAGE, EXIT_FAILURE, EXIT_INTERRUPTED = 2, 1, 130
+USER_ERRORS = (ValueError, TypeError, OSError, ImportError, LookupError)
+
+
+class CLIError(ValueError):
+    """A command-line argument was refused (the message names the option and the fix)."""
+
+
+def _register_auto_classes() -> None:
+    from . import register_auto_classes
+
+    register_auto_classes()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# checks of files and folders given on the command line (before any model is loaded)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _model_folder(path: Path, option: str, expect: str | None = None) -> Path:
+    """A converted model folder: it exists, has a config.json holding an object; with ``expect`` ("codec" or
+    "tts") the folder must hold that kind of model."""
+    if not path.exists():
+        raise CLIError(f"{option} {path}: no such folder (give a folder written by `codectts convert`)")
+    if not path.is_dir():
+        raise CLIError(f"{option} {path}: not a folder (give a folder written by `codectts convert`)")
+    if not (path / "config.json").is_file():
+        raise CLIError(f"{option} {path}: no config.json in it (give a folder written by `codectts convert`)")
+    from .conversion.io import read_json
+
+    model_type = read_json(path / "config.json").get("model_type")
+    if expect == "codec" and model_type != "codectts_audio_tokenizer":
+        hint = (
+            f"; this is a TTS bundle, its codec is in {path / 'audio_tokenizer'}"
+            if (path / "audio_tokenizer" / "config.json").is_file()
+            else ""
+        )
+        raise CLIError(f"{option} {path}: expected an audio tokenizer (codec) folder, found model_type {model_type!r}"
+                       f"{hint}")
+    if expect == "tts" and model_type not in ("codectts_delay", "codectts_local"):
+        raise CLIError(
+            f"{option} {path}: expected a TTS model bundle (Delay or Local, converted with --tokenizer and "
+            f"--audio-tokenizer), found model_type {model_type!r}"
+        )
+    return path
+
+
+def _input_file(path: Path, option: str) -> Path:
+    if not path.exists():
+        raise CLIError(f"{option} {path}: no such file")
+    if not path.is_file():
+        raise CLIError(f"{option} {path}: not a file")
+    return path
+
+
+def _output_file(path: Path, overwrite: bool, suffixes: tuple[str, ...] | None = None) -> Path:
+    if suffixes is not None and path.suffix.lower() not in suffixes:
+        raise CLIError(f"output {path}: expected a {' or '.join(suffixes)} file")
+    if path.is_dir():
+        raise CLIError(f"output {path} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise CLIError(f"output {path} exists; pass --overwrite to replace it")
+    return path
+
+
+def _audio_output(path: Path, overwrite: bool, subtype: str | None = None) -> Path:
+    from .processing.audio_io import check_audio_output_path
+
+    return check_audio_output_path(path, overwrite=overwrite, subtype=subtype)
+
+
+def _positive(name: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{name} must be >= 1, got {value}")
+        return value
+
+    return parse
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# convert / export
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
     if args.export:
         from .conversion.export import convert_and_export
 
+        _register_auto_classes()
         dst = convert_and_export(
             args.src, args.dst, tokenizer=args.tokenizer, audio_tokenizer=args.audio_tokenizer,
             overwrite=args.overwrite, **_export_options(args),
@@ -40,6 +141,8 @@ def _export_options(args: argparse.Namespace) -> dict:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .conversion.export import export_folder
 
+    _model_folder(args.src, "src")
+    _register_auto_classes()
     dst = export_folder(args.src, args.dst, overwrite=args.overwrite, **_export_options(args))
     pushed = f" and pushed to {args.push_to_hub}" if args.push_to_hub else ""
     print(f"exported {args.src} -> {dst}{pushed} (loads with trust_remote_code=True)")
@@ -54,10 +157,20 @@ def _add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--base-model", help="base_model for the model card metadata (e.g. the original repo id)")
 
 
-def _load_codec(path: Path):
-    from .modeling.audio_tokenizer import CodecTTSAudioTokenizerModel
+# ---------------------------------------------------------------------------------------------------------------------
+# codec
+# ---------------------------------------------------------------------------------------------------------------------
 
-    return CodecTTSAudioTokenizerModel.from_pretrained(path).eval()
+CODES_KEY = "audio_codes"
+# How `codec encode` stores codes: [num_quantizers, frames]; written in the file's metadata so that `codec decode`
+# never has to guess the orientation.
+CODES_LAYOUT = "quantizers,frames"
+
+
+def _load_codec(path: Path, device: str = "cpu"):
+    from .modeling import CodecTTSAudioTokenizerModel
+
+    return CodecTTSAudioTokenizerModel.from_pretrained(path).to(device).eval()
 
 
 def _encode_file(codec, wav_path: Path, num_quantizers: int | None):
@@ -66,43 +179,96 @@ def _encode_file(codec, wav_path: Path, num_quantizers: int | None):
     from .processing.audio_io import prepare_waveform
 
     wav = prepare_waveform(wav_path, codec.config.sampling_rate, what="input audio")
+    device = next(codec.parameters()).device
     with torch.inference_mode():
-        out = codec.encode(torch.from_numpy(wav)[None], num_quantizers=num_quantizers)
-    return out.audio_codes[0, :, : int(out.audio_codes_lengths[0])], len(wav)
+        out = codec.encode(torch.from_numpy(wav)[None].to(device), num_quantizers=num_quantizers)
+    return out.audio_codes[0, :, : int(out.audio_codes_lengths[0])].cpu(), len(wav)
 
 
 def _decode_codes(codec, codes, num_samples: int | None = None):
     import torch
 
+    device = next(codec.parameters()).device
     with torch.inference_mode():
-        audio = codec.decode(codes[None]).audio_values[0, 0]
+        audio = codec.decode(codes[None].to(device)).audio_values[0, 0].float().cpu()
     return audio if num_samples is None else audio[:num_samples]
 
 
+def _read_codes(path: Path, layout: str, num_quantizers: int):
+    """Codes ``[num_quantizers, frames]`` from a .safetensors file (see ``--codes-layout``)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if CODES_KEY not in f.keys():
+                raise CLIError(f"{path} has no {CODES_KEY!r} tensor (found {sorted(f.keys())})")
+            codes = f.get_tensor(CODES_KEY)
+            stored_layout = (f.metadata() or {}).get("layout")
+    except SafetensorError as error:
+        raise CLIError(f"{path} is not a readable .safetensors file: {error}") from None
+    if codes.dim() != 2:
+        raise CLIError(f"{path}: {CODES_KEY} must be 2-D [num_quantizers, frames], got shape {tuple(codes.shape)}")
+    if layout == "auto":
+        if stored_layout is not None:
+            layout = "frames-quantizers" if stored_layout == "frames,quantizers" else "quantizers-frames"
+        elif codes.shape[0] > num_quantizers >= codes.shape[1]:
+            raise CLIError(
+                f"{path}: codes of shape {tuple(codes.shape)} look like [frames, quantizers] (the codec has "
+                f"{num_quantizers} quantizers); pass --codes-layout frames-quantizers"
+            )
+        elif codes.shape[0] <= num_quantizers and codes.shape[1] <= num_quantizers and codes.shape[0] != codes.shape[1]:
+            raise CLIError(
+                f"{path}: cannot tell whether codes of shape {tuple(codes.shape)} are [quantizers, frames] or "
+                "[frames, quantizers] (no layout in the file's metadata); pass --codes-layout"
+            )
+        else:
+            layout = "quantizers-frames"
+    return codes.T.contiguous() if layout == "frames-quantizers" else codes
+
+
 def _cmd_codec(args: argparse.Namespace) -> int:
-    """Encode a WAV file to codes, decode codes to a WAV file, or do both (round trip)."""
-    from safetensors.torch import load_file, save_file
+    """Encode an audio file to codes, decode codes to an audio file, or do both (round trip)."""
+    _model_folder(args.model, "--model", expect="codec")
+    _input_file(args.input, "input")
+    if args.action == "encode":
+        _output_file(args.output, args.overwrite, suffixes=(".safetensors",))
+    else:
+        _audio_output(args.output, args.overwrite, args.subtype)
+    device = _device(args.device)
+
+    from safetensors.torch import save_file
 
     from .processing.audio_io import save_audio
 
-    codec = _load_codec(args.model)
+    codec = _load_codec(args.model, device)
     rate = codec.config.sampling_rate
+    if args.num_quantizers is not None and args.num_quantizers > codec.config.num_quantizers:
+        raise CLIError(f"--num-quantizers must be <= {codec.config.num_quantizers} for this codec")
     if args.action == "decode":
-        codes = load_file(str(args.input))["audio_codes"]
+        codes = _read_codes(args.input, args.codes_layout, codec.config.num_quantizers)
         save_audio(_decode_codes(codec, codes), args.output, rate, subtype=args.subtype)
-        print(f"decoded {tuple(codes.shape)} codes -> {args.output}")
+        print(f"decoded {tuple(codes.shape)} codes (quantizers x frames) -> {args.output}")
         return 0
     codes, num_samples = _encode_file(codec, args.input, args.num_quantizers)
     if args.action == "encode":
         tmp = args.output.with_name(f".{args.output.name}.tmp")
-        save_file({"audio_codes": codes.contiguous()}, str(tmp), metadata={"sampling_rate": str(rate)})
-        tmp.replace(args.output)
+        metadata = {"sampling_rate": str(rate), "layout": CODES_LAYOUT}
+        try:
+            save_file({CODES_KEY: codes.contiguous()}, str(tmp), metadata=metadata)
+            tmp.replace(args.output)
+        finally:
+            tmp.unlink(missing_ok=True)
         print(f"encoded {args.input} -> {tuple(codes.shape)} codes (quantizers x frames) -> {args.output}")
     else:
         save_audio(_decode_codes(codec, codes, num_samples), args.output, rate, subtype=args.subtype)
         kbps = codes.shape[0] * math.log2(codec.config.codebook_size) * codec.config.frame_rate / 1000
         print(f"{args.input} -> {codes.shape[1]} frames x {codes.shape[0]} codes ({kbps:.3g} kbps) -> {args.output}")
     return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# synthesize
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 class _ProgressStreamer:
@@ -123,25 +289,61 @@ class _ProgressStreamer:
         self.bar.close()
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise CLIError(f"--device {name!r} is not a device name (e.g. cpu, cuda, cuda:1, mps): {error}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise CLIError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise CLIError(f"--device {name}: MPS is not available on this machine")
+    return str(device)
+
+
+def _dtype(name: str, device: str):
+    import torch
+
+    if name == "auto":  # half precision where it is fast, full precision on CPU
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    return getattr(torch, name)
+
+
 def _cmd_synthesize(args: argparse.Namespace) -> int:
+    from .processing.messages import check_user_text_fields
+
+    check_user_text_fields(text=args.text, instruction=args.instruction, language=args.language)
+    _model_folder(args.model, "--model", expect="tts")
+    for path in args.reference:
+        _input_file(path, "--reference")
+    _audio_output(args.out, args.overwrite)
+    device = _device(args.device)
+    dtype = _dtype(args.dtype, device)
+
     import torch
     from transformers import AutoModel, AutoProcessor
 
-    if not args.text.strip():
-        raise ValueError("the text to synthesise is empty")
-    if args.tokens is not None and args.tokens < 1:
-        raise ValueError(f"--tokens must be a positive number of frames, got {args.tokens}")
-    if args.max_new_tokens < 1:
-        raise ValueError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    _register_auto_classes()
     if args.seed is not None:
         torch.manual_seed(args.seed)
-    model = AutoModel.from_pretrained(args.model).eval()
+    model = AutoModel.from_pretrained(args.model, dtype=dtype).to(device).eval()
     processor = AutoProcessor.from_pretrained(args.model)
     reference = [str(path) for path in args.reference] or None
     message = processor.build_user_message(
         text=args.text, reference=reference, instruction=args.instruction, tokens=args.tokens, language=args.language
     )
-    inputs = processor([[message]], mode="generation")
+    inputs = processor([[message]], mode="generation").to(device)
     generate_kwargs = {"max_new_tokens": args.max_new_tokens, "return_dict_in_generate": True}
     if args.greedy:
         generate_kwargs["do_sample"] = False
@@ -149,7 +351,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
         generated = model.generate(**inputs, streamer=_ProgressStreamer(args.max_new_tokens), **generate_kwargs)
     speech = processor.decode_generation(generated.sequences, input_ids=inputs["input_ids"])[0]
     if not speech.audio:
-        raise ValueError("the model produced no audio (try another --seed or a larger --max-new-tokens)")
+        raise CLIError("the model produced no audio (try another --seed or a larger --max-new-tokens)")
     path = processor.save_audio(speech, args.out)
     seconds = speech.waveform.numel() / processor.sampling_rate
     print(f"wrote {seconds:.2f} s of audio ({len(speech.audio)} segment(s)) to {path}")
@@ -157,71 +359,152 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from .processing.messages import check_user_text_fields
+
+    check_user_text_fields(text=args.text)
+    if args.out.exists() and not args.out.is_dir():
+        raise CLIError(f"--out {args.out} exists and is not a folder")
     from .demo import run_demo
 
     run_demo(args.out, args.text, seed=args.seed, max_new_tokens=args.max_new_tokens)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="codectts", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+# ---------------------------------------------------------------------------------------------------------------------
+# parser and entry point
+# ---------------------------------------------------------------------------------------------------------------------
 
-    p = sub.add_parser("convert", help="convert an original MOSS checkpoint folder to codectts format")
-    p.add_argument("src", type=Path, help="original checkpoint folder (config.json + safetensors)")
-    p.add_argument("dst", type=Path, help="output folder (written completely or not at all)")
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, except where there is none."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default == []:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codectts", description=DESCRIPTION, formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"codectts {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, formatter_class=_HelpFormatter)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback of an error")
+        return p
+
+    p = command("convert", "convert an original MOSS checkpoint folder to codectts format")
+    p.add_argument("src", type=Path, help="original checkpoint folder (config.json + safetensors); only read")
+    p.add_argument("dst", type=Path, help="output folder (written completely or not at all, outside src)")
     p.add_argument("--tokenizer", type=Path, help="text tokenizer folder to bundle (generators only)")
     p.add_argument("--audio-tokenizer", type=Path, help="codec folder to bundle (original or converted)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty destination")
+    p.add_argument("--overwrite", action="store_true", help="replace a destination that codectts wrote before")
     p.add_argument("--export", action="store_true", help="write a Hub-ready folder (flattened code, model card)")
     _add_export_arguments(p)
     p.set_defaults(func=_cmd_convert)
 
-    p = sub.add_parser("export", help="turn a converted folder into a Hub-ready trust_remote_code folder")
-    p.add_argument("src", type=Path, help="a codectts folder (converted model or bundle)")
-    p.add_argument("dst", type=Path, help="output folder (written completely or not at all)")
-    p.add_argument("--overwrite", action="store_true", help="replace a non-empty destination")
+    p = command("export", "turn a converted folder into a Hub-ready trust_remote_code folder")
+    p.add_argument("src", type=Path, help="a codectts folder (converted model or bundle); only read")
+    p.add_argument("dst", type=Path, help="output folder (written completely or not at all, outside src)")
+    p.add_argument("--overwrite", action="store_true", help="replace a destination that codectts wrote before")
     _add_export_arguments(p)
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("codec", help="encode audio to codes, decode codes to audio, or round-trip a file")
+    p = command("codec", "encode audio to codes, decode codes to audio, or round-trip a file")
     p.add_argument("action", choices=["encode", "decode", "roundtrip"])
     p.add_argument("input", type=Path, help="audio file (encode/roundtrip) or codes .safetensors (decode)")
     p.add_argument("output", type=Path, help="codes .safetensors (encode) or audio file (decode/roundtrip)")
-    p.add_argument("--model", type=Path, required=True, help="converted audio tokenizer folder")
-    p.add_argument("--num-quantizers", type=int, default=None, help="quantizers to use (default: all)")
+    p.add_argument("--model", type=Path, required=True, help="converted audio tokenizer (codec) folder")
+    p.add_argument("--num-quantizers", type=_positive("--num-quantizers"), default=None,
+                   help="quantizers to use (default: all)")
     p.add_argument("--subtype", default=None, help="soundfile subtype of the output, e.g. PCM_16 or FLOAT")
+    p.add_argument("--codes-layout", choices=["auto", "quantizers-frames", "frames-quantizers"], default="auto",
+                   help="decode: orientation of the stored codes (auto: the file's metadata, as encode writes it)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps or auto")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_codec)
 
-    p = sub.add_parser("synthesize", help="text (+ optional reference voice) to a WAV file with a converted model")
+    p = command("synthesize", "text (+ optional reference voice) to an audio file with a converted model bundle")
     p.add_argument("text", help="text to speak")
     p.add_argument("--model", type=Path, required=True, help="converted model bundle (model + tokenizer + codec)")
     p.add_argument("--out", type=Path, required=True, help="output audio file (.wav, .flac, .ogg)")
     p.add_argument("--reference", type=Path, action="append", default=[], help="reference voice (repeat: speakers)")
-    p.add_argument("--tokens", type=int, help="desired duration in frames (12.5 per second)")
+    p.add_argument("--tokens", type=_positive("--tokens"), help="desired duration in frames (12.5 per second)")
     p.add_argument("--instruction", help="voice description (voice design models)")
     p.add_argument("--language", help="language name, e.g. English or Chinese")
     p.add_argument("--seed", type=int, help="random seed for sampling")
     p.add_argument("--greedy", action="store_true", help="greedy decoding instead of the model's sampling preset")
-    p.add_argument("--max-new-tokens", type=int, default=4096, help="generation budget in rows (80 ms each)")
+    p.add_argument("--max-new-tokens", type=_positive("--max-new-tokens"), default=4096,
+                   help="generation budget in rows of 80 ms (4096 rows = 5.5 minutes)")
+    p.add_argument("--device", default="auto", help="torch device: cpu, cuda, cuda:1, mps or auto (cuda if available)")
+    p.add_argument("--dtype", choices=DTYPES, default="auto",
+                   help="weights' dtype (auto: bfloat16/float16 on CUDA, float32 otherwise)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_synthesize)
 
-    p = sub.add_parser("demo", help="offline end-to-end demo with tiny random-weight models (no download)")
-    p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for the WAV files")
+    p = command("demo", "offline end-to-end demo with tiny random-weight models (no download)")
+    p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for the audio files")
     p.add_argument("--text", default="Hello from codectts, a tiny offline demo.", help="text to synthesise")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-new-tokens", type=int, default=80, help="generation budget in rows (80 ms each)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--max-new-tokens", type=_positive("--max-new-tokens"), default=80,
+                   help="generation budget in rows of 80 ms")
     p.set_defaults(func=_cmd_demo)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if isinstance(error, KeyError) and text.startswith("'"):
+        text = text.strip("'")
+    return text or type(error).__name__
+
+
+@contextlib.contextmanager
+def _terminate_as_exit():
+    """SIGTERM raises SystemExit, so that cleanup (temporary output folders) runs as for Ctrl-C."""
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
     try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"codectts {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, or an argument error argparse already reported
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    prefix = f"codectts {args.command}: error:"
+    try:
+        with _terminate_as_exit():
+            return args.func(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"codectts {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except USER_ERRORS as error:
+        if args.debug:
+            raise
+        print(f"{prefix} {_one_line(error)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as error:  # a failure we did not foresee: still one line, traceback with --debug
+        if args.debug:
+            raise
+        print(f"{prefix} {type(error).__name__}: {_one_line(error)} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":  # pragma: no cover

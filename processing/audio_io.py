@@ -222,6 +222,28 @@ def _umask_file_mode() -> int:
     return 0o666 & ~umask
 
 
+def check_audio_output_path(path: str | os.PathLike, *, overwrite: bool = True, subtype: str | None = None) -> Path:
+    """Validate where :func:`save_audio` will write, before any expensive work: a format soundfile writes (from the
+    suffix), a valid ``subtype`` for it, not a folder, and (unless ``overwrite``) no existing file."""
+    import soundfile as sf
+
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").upper()
+    if fmt not in sf.available_formats():
+        raise ValueError(
+            f"unsupported output format {path.suffix or '(no suffix)'!r} for {path}; use e.g. .wav, .flac or .ogg"
+        )
+    if subtype is not None and not sf.check_format(fmt, subtype):
+        raise ValueError(f"subtype {subtype!r} is not valid for {fmt} files; e.g. {sf.default_subtype(fmt)}")
+    if path.is_dir():
+        raise IsADirectoryError(f"the output {path} is a folder; give a file name such as {path / 'out.wav'}")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise NotADirectoryError(f"cannot write {path}: {path.parent} is not a folder")
+    return path
+
+
 def save_audio(audio: Any, path: str | os.PathLike, sampling_rate: int, *, subtype: str | None = None) -> Path:
     """Write a waveform atomically (temporary file in the same folder, then ``os.replace``).
 
@@ -240,9 +262,8 @@ def save_audio(audio: Any, path: str | os.PathLike, sampling_rate: int, *, subty
         raise AudioInputError(f"audio to save must be [samples] or [channels, samples], got {audio.shape}")
     if not np.isfinite(audio).all():
         raise AudioInputError("refusing to save audio with NaN or infinite samples")
+    check_audio_output_path(path, subtype=subtype)
     fmt = path.suffix.lstrip(".").upper()
-    if fmt not in sf.available_formats():
-        raise ValueError(f"unsupported output format {path.suffix!r}; use e.g. .wav, .flac or .ogg")
     if subtype is None and fmt == "WAV":
         subtype = "PCM_16"
     if subtype and subtype.startswith("PCM"):
