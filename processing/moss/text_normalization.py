@@ -12,7 +12,7 @@ Pipeline (the order of the spec; each group is one function below):
 2. :func:`_strip_markdown`: links, line markers (headings, quotes, bullets, numbered lists), empty lines; the remaining
    lines are joined with ``。`` (so every line break becomes a sentence boundary).
 3. :class:`_ProtectedSpans`: URLs, e-mails, mentions, ``u/…``/``r/…``, hashtags, dot-tokens, file/version-like
-   tokens and ``[...]``/``{...}`` tags are swapped for opaque placeholders.
+   tokens (word-like next to CJK) and ``[...]``/``{...}`` tags (opaque) are swapped for placeholders.
 4. :func:`_normalize_spaces`: collapse whitespace; CJK/kana/digit/Latin spacing; no space around CJK punctuation or
    before ASCII ``,.;!?``.
 5. :func:`_normalize_structural_punctuation`: arrows → ``，``, dash runs → ``。``, ``【…】``-style headers at a sentence
@@ -29,7 +29,6 @@ import functools
 import re
 import unicodedata
 from collections.abc import Callable
-
 
 __all__ = ["normalize_tts_text"]
 
@@ -51,34 +50,25 @@ _CJK_PUNCT = (
     "\u3001-\u3003\u3008-\u3011\u3014-\u301f\u3030\u303d"
     "\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65"
 )
-_LATIN = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u1e00-\u1eff"
 _DIGIT = "0-9\uff10-\uff19"
 _DASH = "\\-\u2010-\u2015\uff0d"  # - ‐ ‑ ‒ – — ― －
 
 # ----------------------------------------------------------------------------------------------------------------
 # Placeholders for protected spans.
 #
-# A placeholder is three private-use characters: <left-kind> <index> <right-kind>. The index character identifies
-# the span (one code point in planes 15-16, so up to 131072 spans). The kind characters tell the spacing rules what
-# the span *looks like* at each edge (Latin letter, digit, CJK, other), so that e.g. "共3.5元" (digit-edged version
-# token) keeps no spaces while "访问https://x.com" gets one, exactly as if the span were plain text. The punctuation
-# rules never match private-use characters, so the span's interior is untouchable. Step 1 deletes every private-use
-# character of the input (category Co), so placeholders cannot collide with user text.
+# A placeholder is three private-use characters: <kind> <index> <kind>. The index character identifies the span (one
+# code point in planes 15-16, so up to 131072 spans). The kind tells the spacing rules what the span is: a Latin-like
+# word (every protected token: the original swaps them for a word-like placeholder *before* its spacing rules run,
+# so next to CJK they always get one space, whatever their own first/last characters), or opaque (the [...]/{...}
+# tags, which the original does not protect: its rules find nothing to space around their brackets). The
+# punctuation rules never match private-use characters, so a span's interior is untouchable. Step 1 deletes every
+# private-use character of the input (category Co), so placeholders cannot collide with user text.
 # ----------------------------------------------------------------------------------------------------------------
 
-_KIND_LATIN, _KIND_DIGIT, _KIND_CJK, _KIND_OTHER = "\ue000", "\ue001", "\ue002", "\ue003"
+_KIND_LATIN, _KIND_OTHER = "\ue000", "\ue003"
 _INDEX_BASE = 0xF0000
 _MAX_SPANS = 0x110000 - _INDEX_BASE
-_PLACEHOLDER = re.compile("[\ue000-\ue003]([\U000f0000-\U0010ffff])[\ue000-\ue003]")
-
-# Classes used by the spacing rules, placeholder edges included.
-_CJK_X = _CJK + _KIND_CJK
-_LATIN_X = _LATIN + _KIND_LATIN
-_DIGIT_X = _DIGIT + _KIND_DIGIT
-
-_IS_CJK = re.compile(f"[{_CJK}]")
-_IS_LATIN = re.compile(f"[{_LATIN}]")
-_IS_DIGIT = re.compile(f"[{_DIGIT}]")
+_PLACEHOLDER = re.compile("[\ue000\ue003]([\U000f0000-\U0010ffff])[\ue000\ue003]")
 
 def _until_stable(rewrite: Callable[[str], str], text: str) -> str:
     """Apply ``rewrite`` until the text stops changing.
@@ -151,14 +141,13 @@ def _strip_markdown(text: str) -> str:
 # 3. Protected spans
 # ----------------------------------------------------------------------------------------------------------------
 
+
 # URLs with a scheme or "www."; sentence punctuation the character class swallows at the end is given back
 # (_trim_url), so "see https://x.com." keeps its full stop outside the span.
 _URL = re.compile(r"(?:(?:https?|ftp)://|www\.)[A-Za-z0-9\-._~:/?#@!$&'*+,;=%()]+", re.IGNORECASE)
 _URL_TRAILING = ".,;:!?'"
 _TAG = re.compile(r"\[[^\[\]]*\]|\{[^{}]*\}")  # [S1], [pause 3.2s], {laugh}: model control tags
-# The other protected token kinds, in the order they are applied, each with "transparent": whether the spacing rules
-# may see the span's edge characters. Mentions and hashtags end where a space ends them ("#话题 以及"), so the space
-# after them must survive even before CJK: their edges are opaque and the spaces around them are kept as written.
+# The other protected token kinds, in the order they are applied.
 # E-mail parts: single "." and "-" inside only, so "...a@b.co--next" keeps its ellipsis and dash run outside the
 # protected address (at the price of punycode "xn--" domains, rare in text to be read aloud).
 _MAIL_ATOM = r"[A-Za-z0-9_%+]+(?:-[A-Za-z0-9_%+]+)*"
@@ -166,17 +155,18 @@ _DOMAIN_LABEL = r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*"
 _PATH_SEGMENT = r"[A-Za-z0-9_]+(?:[\-/][A-Za-z0-9_]+)*"  # "my-file", "src/main": single "-" or "/" inside
 _OTHER_PROTECTED = (
     # E-mail addresses.
-    (re.compile(rf"{_MAIL_ATOM}(?:\.{_MAIL_ATOM})*@{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})+"), True),
-    # @mentions (Unicode names allowed; not the tail of a word).
-    (re.compile(r"(?<![A-Za-z0-9_.@])@\w+(?:[.\-]\w+)*"), False),
+    re.compile(rf"{_MAIL_ATOM}(?:\.{_MAIL_ATOM})*@{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})+"),
+    # @mentions: ASCII names as in the original (so "@user吧" is "@user" + "吧"); not the tail of a word.
+    re.compile(r"(?<![A-Za-z0-9_.@])@[A-Za-z0-9_]+(?:[.\-][A-Za-z0-9_]+)*"),
     # Reddit-style u/name and r/name.
-    (re.compile(r"(?<![A-Za-z0-9_/])[ur]/[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*"), True),
+    re.compile(r"(?<![A-Za-z0-9_/])[ur]/[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*"),
     # #hashtags (not "C#", not "&#39;").
-    (re.compile(r"(?<![A-Za-z0-9_#&])#\w+"), False),
+    re.compile(r"(?<![A-Za-z0-9_#&])#\w+"),
     # Dot-tokens: .env, .gitignore, .tar.gz.
-    (re.compile(r"(?<![A-Za-z0-9_.])\.[A-Za-z0-9_]+(?:[.\-][A-Za-z0-9_]+)*"), True),
-    # File- and version-like tokens: config.yaml, src/main.py, v1.2.3, 3.50, my-file.tar.gz.
-    (re.compile(rf"(?<![A-Za-z0-9_.]){_PATH_SEGMENT}(?:\.{_PATH_SEGMENT})+"), True),
+    re.compile(r"(?<![A-Za-z0-9_.])\.[A-Za-z0-9_]+(?:[.\-][A-Za-z0-9_]+)*"),
+    # File- and version-like tokens: config.yaml, src/main.py, v1.2.3, my-file.tar.gz. Like the original they need a
+    # Latin letter: "3.50" or "1.2" stay plain numbers (and space like digits next to CJK).
+    re.compile(rf"(?<![A-Za-z0-9_.])(?=[A-Za-z0-9_./-]*[A-Za-z]){_PATH_SEGMENT}(?:\.{_PATH_SEGMENT})+"),
 )
 
 
@@ -187,33 +177,25 @@ def _trim_url(url: str) -> str:
     return url
 
 
-def _edge_kind(char: str) -> str:
-    if _IS_LATIN.match(char):
-        return _KIND_LATIN
-    if _IS_DIGIT.match(char):
-        return _KIND_DIGIT
-    if _IS_CJK.match(char):
-        return _KIND_CJK
-    return _KIND_OTHER
-
-
 class _ProtectedSpans:
     """Swaps spans that must not be touched for placeholders (see the comment on placeholders) and back."""
 
     def __init__(self) -> None:
         self.spans: list[str] = []
 
-    def _placeholder(self, span: str, transparent: bool = True) -> str:
+    def _placeholder(self, span: str, latin_like: bool = True) -> str:
         if len(self.spans) >= _MAX_SPANS:
             raise ValueError(f"text has more than {_MAX_SPANS} protected tokens (URLs, tags, file names, ...)")
         index = chr(_INDEX_BASE + len(self.spans))
         self.spans.append(span)
-        if not transparent:
-            return _KIND_OTHER + index + _KIND_OTHER
-        return _edge_kind(span[0]) + index + _edge_kind(span[-1])
+        # The original swaps a protected span for a word-like placeholder before the spacing rules run, so next to
+        # CJK every protected span spaces like a Latin word (访问 https://x.com 获取, 版本 v1.2.3 发布, 以及 #话题),
+        # whatever its own edge characters; [...]/{...} tags are not protected there and keep their spacing.
+        kind = _KIND_LATIN if latin_like else _KIND_OTHER
+        return kind + index + kind
 
-    def _protect_match(self, match: re.Match, transparent: bool = True) -> str:
-        return self._placeholder(match.group(0), transparent)
+    def _protect_match(self, match: re.Match, latin_like: bool = True) -> str:
+        return self._placeholder(match.group(0), latin_like)
 
     def _protect_url(self, match: re.Match) -> str:
         url = _trim_url(match.group(0))
@@ -221,10 +203,10 @@ class _ProtectedSpans:
         return (self._placeholder(url) if url else "") + tail
 
     def protect(self, text: str) -> str:
-        text = _TAG.sub(self._protect_match, text)
+        text = _TAG.sub(functools.partial(self._protect_match, latin_like=False), text)
         text = _URL.sub(self._protect_url, text)
-        for pattern, transparent in _OTHER_PROTECTED:
-            text = pattern.sub(functools.partial(self._protect_match, transparent=transparent), text)
+        for pattern in _OTHER_PROTECTED:
+            text = pattern.sub(self._protect_match, text)
         return text
 
     def restore(self, text: str) -> str:
@@ -239,11 +221,22 @@ class _ProtectedSpans:
 # ----------------------------------------------------------------------------------------------------------------
 
 _WHITESPACE_RUN = re.compile(r"\s+")
-_SPACE_BETWEEN_CJK = re.compile(f"(?<=[{_CJK_X}]) (?=[{_CJK_X}])")
-_SPACE_BETWEEN_CJK_AND_DIGIT = re.compile(f"(?<=[{_CJK_X}]) (?=[{_DIGIT_X}])|(?<=[{_DIGIT_X}]) (?=[{_CJK_X}])")
-_CJK_LATIN_BOUNDARY = re.compile(f"(?<=[{_CJK_X}])(?=[{_LATIN_X}])|(?<=[{_LATIN_X}])(?=[{_CJK_X}])")
+_SPACE_BETWEEN_CJK = re.compile(f"(?<=[{_CJK}]) (?=[{_CJK}])")
+_SPACE_BETWEEN_CJK_AND_DIGIT = re.compile(f"(?<=[{_CJK}]) (?=[{_DIGIT}])|(?<=[{_DIGIT}]) (?=[{_CJK}])")
+# A "Latin-ish" token, as the original defines it: a run of ASCII letters, digits and ._/+:- that holds a letter
+# (Python, 3D, v2, a.txt) or a protected span. Between CJK and such a token there is one space (用 Python 写,
+# 打印 3D 模型, 版本 v1.2.3 发布); plain numbers (共3个, 1.2) and other scripts (é, Ω) are not tokens of this kind.
+_LATINISH_CHARS = "A-Za-z0-9._/+:\\-"
+_CJK_BEFORE_LATINISH = re.compile(f"(?<=[{_CJK}])(?={_KIND_LATIN}|(?=[{_LATINISH_CHARS}]*[A-Za-z])[A-Za-z0-9])")
+_LATINISH_BEFORE_CJK = re.compile(f"({_KIND_LATIN}|[{_LATINISH_CHARS}]+)(?=[{_CJK}])")
+_HAS_ASCII_LETTER = re.compile("[A-Za-z\ue000]")
 _SPACE_AROUND_CJK_PUNCT = re.compile(f" ?([{_CJK_PUNCT}]) ?")
 _SPACE_BEFORE_ASCII_PUNCT = re.compile(r" ([,.;!?])")
+
+
+def _space_after_latinish(match: re.Match) -> str:
+    token = match.group(1)
+    return token + " " if _HAS_ASCII_LETTER.search(token) else token
 
 
 def _normalize_spaces(text: str) -> str:
@@ -251,7 +244,8 @@ def _normalize_spaces(text: str) -> str:
     text = _WHITESPACE_RUN.sub(" ", text)
     text = _SPACE_BETWEEN_CJK.sub("", text)  # 你 好 → 你好
     text = _SPACE_BETWEEN_CJK_AND_DIGIT.sub("", text)  # 共 3 个 → 共3个
-    text = _CJK_LATIN_BOUNDARY.sub(" ", text)  # 用Python写 → 用 Python 写
+    text = _CJK_BEFORE_LATINISH.sub(" ", text)  # 用Python → 用 Python
+    text = _LATINISH_BEFORE_CJK.sub(_space_after_latinish, text)  # Python写 → Python 写
     text = _SPACE_AROUND_CJK_PUNCT.sub(r"\1", text)  # 你好 ， 世界 → 你好，世界
     return _SPACE_BEFORE_ASCII_PUNCT.sub(r"\1", text)  # Hello , world → Hello, world
 
@@ -359,7 +353,7 @@ def normalize_tts_text(text: str) -> str:
     not verbalise numbers, dates or symbols; it removes Markdown and control characters, turns line breaks, dash runs
     and ellipses into ``。``, arrows into ``，``, collapses repeated punctuation and fixes spacing between CJK and
     Latin text. URLs, e-mail addresses, @mentions, ``u/…``/``r/…``, #hashtags, dot-tokens (``.env``), file and version
-    tokens (``config.yaml``, ``v1.2.3``, ``3.50``) and ``[...]``/``{...}`` tags (``[S1]``, ``[pause 3.2s]``) are
+    tokens (``config.yaml``, ``v1.2.3``) and ``[...]``/``{...}`` tags (``[S1]``, ``[pause 3.2s]``) are
     kept verbatim. Idempotent.
 
     Args:

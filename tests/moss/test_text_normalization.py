@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codectts.processing.text_normalization import normalize_tts_text
+from codectts.processing.moss.text_normalization import normalize_tts_text
 
 
 GOLDEN_DIR = Path(__file__).parents[1] / "fixtures" / "golden" / "processor"
@@ -160,6 +160,18 @@ RULE_CASES = {
         ("用Python写代码", "用 Python 写代码"),
         ("版本 1.2 发布", "版本1.2发布"),  # a digit-edged protected token spaces like a digit
         ("访问https://x.com获取", "访问 https://x.com 获取"),  # a Latin-edged one like a word
+        # every protected span spaces like a word next to CJK, whatever its edge characters (the original protects
+        # it with a word-like placeholder before its spacing rules run)
+        ("版本v1.2.3发布", "版本 v1.2.3 发布"),
+        ("版本 v1.2.3 发布", "版本 v1.2.3 发布"),
+        ("以及#话题", "以及 #话题"),
+        ("联系a.b@mail.com或者@user吧", "联系 a.b@mail.com 或者 @user 吧"),
+        ("打开.env文件和u/name说", "打开 .env 文件和 u/name 说"),
+        ("见https://x.com/a_1。", "见 https://x.com/a_1。"),
+        ("价格3.50元", "价格3.50元"),  # a number is not protected: it spaces like digits
+        ("打印3D模型", "打印 3D 模型"),  # a token with a letter is Latin-ish even when it starts with a digit
+        ("café中文", "café中文"),  # only ASCII tokens count as Latin-ish
+        ("[S1]你好[S2]再见", "[S1]你好[S2]再见"),  # tags keep their spacing
         ("你好 ， 世界 。 （ 注 ）", "你好，世界。（注）"),
         ("Hello , world ; yes . no ! ok ?", "Hello, world; yes. no! ok?"),
         ("안녕 하세요", "안녕 하세요"),  # Hangul is written with spaces
