@@ -296,7 +296,7 @@ def convert_and_export(
 
     The converted folder is only a temporary step next to ``dst``; ``export_kwargs`` go to :func:`export_folder`.
     """
-    from . import convert_checkpoint
+    from ..conversion import convert_checkpoint
 
     check_output_not_in_sources(dst, [src, tokenizer, audio_tokenizer])
     Path(dst).absolute().parent.mkdir(parents=True, exist_ok=True)
