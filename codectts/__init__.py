@@ -66,7 +66,10 @@ def _started_as_command_line() -> bool:
     import os
     import sys
 
-    return bool(sys.argv) and os.path.basename(sys.argv[0]) in ("codectts", "codectts.exe")
+    if sys.argv and os.path.basename(sys.argv[0]) in ("codectts", "codectts.exe"):
+        return True
+    argv = list(getattr(sys, "orig_argv", []))  # `python -m codectts[.cli]`: sys.argv[0] is still "-m" here
+    return any(a == "-m" and b in ("codectts", "codectts.cli") for a, b in zip(argv, argv[1:]))
 
 
 if not _started_as_command_line():

@@ -492,8 +492,16 @@ class CodecTTSProcessor(ProcessorMixin):
             )
         if kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
-        single = bool(conversation) and isinstance(conversation[0], Mapping)
+        if isinstance(conversation, (str, Mapping)) or not isinstance(conversation, Sequence) or not conversation:
+            raise ValueError(
+                "apply_chat_template needs a conversation: a non-empty list of message dicts "
+                '[{"role": "user", "content": ...}, ...] (or a non-empty batch of such lists)'
+            )
+        single = isinstance(conversation[0], Mapping)
         conversations = [conversation] if single else list(conversation)
+        for i, item in enumerate(conversations):
+            if isinstance(item, (str, Mapping)) or not isinstance(item, Sequence) or not item:
+                raise ValueError(f"conversation {i} of the batch must be a non-empty list of message dicts")
         batch = [messages_from_chat(c, normalize_text=self.normalize_text) for c in conversations]
         if mode is None:
             mode = "generation" if batch[0][-1]["role"] == "user" else "continuation"
