@@ -321,7 +321,7 @@ def _dtype(name: str, device: str):
 
 
 def _cmd_synthesize(args: argparse.Namespace) -> int:
-    from .processing.messages import check_user_text_fields
+    from .processing.moss.messages import check_user_text_fields
 
     check_user_text_fields(text=args.text, instruction=args.instruction, language=args.language)
     _model_folder(args.model, "--model", expect="tts")
@@ -359,7 +359,7 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .processing.messages import check_user_text_fields
+    from .processing.moss.messages import check_user_text_fields
 
     check_user_text_fields(text=args.text)
     if args.out.exists() and not args.out.is_dir():

@@ -309,7 +309,7 @@ def atomic_output_dir(dst: str | os.PathLike, overwrite: bool = False, sources=(
         (tmp / OUTPUT_MARKER).write_text(_MARKER_TEXT, encoding="utf-8")
         _set_default_permissions(tmp)
         _check_destination(dst, overwrite)  # again: it may have changed while the block ran
-        if dst.exists() and any(dst.iterdir()):
+        if overwrite and dst.exists() and any(dst.iterdir()):  # checked above: a folder codectts wrote
             old = temporary_sibling(dst, "old")
             os.rename(dst, old / dst.name)
             try:
