@@ -230,6 +230,10 @@ def _cmd_codec(args: argparse.Namespace) -> int:
     """Encode an audio file to codes, decode codes to an audio file, or do both (round trip)."""
     _model_folder(args.model, "--model", expect="codec")
     _input_file(args.input, "input")
+    if args.action != "decode":
+        from .processing.audio_io import load_audio_file
+
+        load_audio_file(args.input)  # unreadable or empty: refused before loading the codec
     if args.action == "encode":
         _output_file(args.output, args.overwrite, suffixes=(".safetensors",))
     else:
@@ -325,8 +329,10 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
 
     check_user_text_fields(text=args.text, instruction=args.instruction, language=args.language)
     _model_folder(args.model, "--model", expect="tts")
+    from .processing.audio_io import load_audio_file
+
     for path in args.reference:
-        _input_file(path, "--reference")
+        load_audio_file(_input_file(path, "--reference"))  # unreadable or empty: refused before loading the model
     _audio_output(args.out, args.overwrite)
     device = _device(args.device)
     dtype = _dtype(args.dtype, device)

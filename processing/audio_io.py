@@ -228,6 +228,8 @@ def check_audio_output_path(path: str | os.PathLike, *, overwrite: bool = True, 
     import soundfile as sf
 
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"the output {path} is a folder; give a file name such as {path / 'out.wav'}")
     fmt = path.suffix.lstrip(".").upper()
     if fmt not in sf.available_formats():
         raise ValueError(
@@ -235,8 +237,6 @@ def check_audio_output_path(path: str | os.PathLike, *, overwrite: bool = True, 
         )
     if subtype is not None and not sf.check_format(fmt, subtype):
         raise ValueError(f"subtype {subtype!r} is not valid for {fmt} files; e.g. {sf.default_subtype(fmt)}")
-    if path.is_dir():
-        raise IsADirectoryError(f"the output {path} is a folder; give a file name such as {path / 'out.wav'}")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite (overwrite=True) to replace it")
     if path.parent.exists() and not path.parent.is_dir():
