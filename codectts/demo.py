@@ -132,6 +132,9 @@ class _Timer:
 
 def run_demo(out: Path, text: str, seed: int = 0, max_new_tokens: int = 80) -> list[Path]:
     """Run reference encoding → generation → decoding → WAV for both generators; returns the written files."""
+    from .processing.moss.messages import check_user_text_fields
+
+    check_user_text_fields(text=text)  # the processor's rule, checked before the models are built
     from .processing.audio_io import save_audio
     from .processing.moss.processor import CodecTTSProcessor
 
