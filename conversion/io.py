@@ -8,10 +8,12 @@ source folder is never touched).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import warnings
 from pathlib import Path
@@ -173,9 +175,15 @@ def write_converted_model(
 # inputs give the same bytes.
 OUTPUT_MARKER = ".codectts-output"
 _MARKER_TEXT = "This folder was written by codectts; `--overwrite` may replace it as a whole.\n"
-# Hidden siblings of a destination `d` while a run writes it: `.d.tmp-<pid>-<random>` (the new folder, and any
-# scratch space of that run) and `.d.old-<pid>-<random>` (the previous folder while it is being replaced).
-_SIBLING = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-[^/]*$")
+# Hidden siblings of a destination `d` while a run writes it: `.d.tmp-<pid>-<host>-<random>` (the new folder, and
+# any scratch space of that run) and `.d.old-<pid>-<host>-<random>` (the previous folder while it is replaced).
+# <host> (a hash of the host name) keeps a run from judging, by pid, folders that a run on another machine is
+# writing into a shared file system.
+_SIBLING = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-(?P<host>[0-9a-f]{8})-[^/]*$")
+
+
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 
 
 class OutputFolderError(FileExistsError):
@@ -240,7 +248,7 @@ def clean_stale_siblings(dst: str | os.PathLike) -> list[Path]:
         return removed
     for path in dst.parent.iterdir():
         match = _SIBLING.match(path.name)
-        if not match or match["name"] != dst.name or _pid_alive(int(match["pid"])):
+        if not match or match["name"] != dst.name or match["host"] != _host_tag() or _pid_alive(int(match["pid"])):
             continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -254,10 +262,10 @@ def clean_stale_siblings(dst: str | os.PathLike) -> list[Path]:
 
 
 def temporary_sibling(dst: str | os.PathLike, kind: str = "tmp") -> Path:
-    """A new private folder ``.<dst name>.<kind>-<pid>-<random>`` next to ``dst`` (cleaned up by later runs if this
+    """A new private folder ``.<dst name>.<kind>-<pid>-<host>-<random>`` next to ``dst`` (cleaned up by later runs if this
     process dies before removing it)."""
     dst = Path(dst).absolute()
-    return Path(tempfile.mkdtemp(prefix=f".{dst.name}.{kind}-{os.getpid()}-", dir=dst.parent))
+    return Path(tempfile.mkdtemp(prefix=f".{dst.name}.{kind}-{os.getpid()}-{_host_tag()}-", dir=dst.parent))
 
 
 def _check_destination(dst: Path, overwrite: bool) -> None:

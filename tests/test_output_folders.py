@@ -104,18 +104,26 @@ def _dead_pid() -> int:
 
 
 def test_temporary_folders_of_dead_runs_are_removed_with_a_warning(tmp_path):
+    from codectts.conversion.io import _host_tag
+
     dst = tmp_path / "out"
-    stale = tmp_path / f".out.tmp-{_dead_pid()}-abc123"
+    host = _host_tag()
+    stale = tmp_path / f".out.tmp-{_dead_pid()}-{host}-abc123"
     stale.mkdir()
     _write(stale)
-    alive = tmp_path / f".out.tmp-{os.getpid()}-zzz"  # a run still in progress: kept
+    old = tmp_path / f".out.old-{_dead_pid()}-{host}-q"
+    old.mkdir()
+    alive = tmp_path / f".out.tmp-{os.getpid()}-{host}-zzz"  # a run still in progress: kept
     alive.mkdir()
-    other = tmp_path / f".other.tmp-{_dead_pid()}-x"  # another destination's: not ours to judge here
+    other = tmp_path / f".other.tmp-{_dead_pid()}-{host}-x"  # another destination's: not ours to judge here
     other.mkdir()
+    elsewhere = tmp_path / f".out.tmp-{_dead_pid()}-{'0' * 8 if host != '0' * 8 else '1' * 8}-x"  # another machine's
+    elsewhere.mkdir()
     with pytest.warns(UserWarning, match="interrupted"):
         with atomic_output_dir(dst) as out:
             _write(out)
-    assert not stale.exists() and alive.exists() and other.exists()
+    assert not stale.exists() and not old.exists()
+    assert alive.exists() and other.exists() and elsewhere.exists()
     assert clean_stale_siblings(dst) == []
 
 
