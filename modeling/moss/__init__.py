@@ -1,0 +1,1 @@
+"""MOSS-TTS family."""
