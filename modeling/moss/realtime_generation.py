@@ -315,6 +315,7 @@ class RealtimeSession:
             )
 
     # ------------------------------------------------------------------ public API
+    @torch.inference_mode()
     def push_text(self, text: str) -> torch.Tensor:
         """Add a text delta (e.g. an LLM's next chunk); returns the frames it produced, ``LongTensor [k, n_vq]``."""
         self._check_open("push_text")
@@ -325,6 +326,7 @@ class RealtimeSession:
         self._advance(out)
         return _as_frames(out, self.config.n_vq)
 
+    @torch.inference_mode()
     def push_text_ids(self, ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
         """Add text token ids; returns the frames they produced, ``LongTensor [k, n_vq]``."""
         self._check_open("push_text_ids")
@@ -342,6 +344,7 @@ class RealtimeSession:
         self._advance(out)
         return _as_frames(out, self.config.n_vq)
 
+    @torch.inference_mode()
     def end_text(self) -> torch.Tensor:
         """Close the turn's text; returns the remaining frames (until EOS or ``max_frames``), ``LongTensor [k, n_vq]``."""
         self._check_open("end_text")
@@ -358,6 +361,7 @@ class RealtimeSession:
             self._emit(self.stepper.step(text_pad), out)
         return _as_frames(out, self.config.n_vq)
 
+    @torch.inference_mode()
     def next_turn(self, user_text: str | None = None, user_audio_codes=None) -> None:
         """Start a new turn on top of the kept KV cache: the user turn (``user_text`` and ``user_audio_codes``
         ``[T, n_vq]`` together) or, without one, the assistant header, then push the new reply's text.
