@@ -312,7 +312,9 @@ class CodecTTSRealtimeProcessor(ProcessorMixin):
         if not any(t.get("role") == "assistant" for t in turns):
             raise ValueError("record['conversations'] has no assistant turn (nothing to learn)")
         ref = record.get("ref_audio_codes")
-        parts = [self.system_rows(None if ref is None else self.check_codes(ref, "ref_audio_codes"))]
+        if ref is not None:
+            ref = self._record_codes(ref, "ref_audio_codes", codec_layout_first=True)
+        parts = [self.system_rows(ref)]
         labels = [torch.full_like(parts[0], IGNORE_INDEX)]
         for i, turn in enumerate(turns):
             role = turn.get("role")
@@ -320,7 +322,7 @@ class CodecTTSRealtimeProcessor(ProcessorMixin):
                 raise ValueError(f"conversations[{i}].role must be 'user' or 'assistant', got {role!r}")
             prefix = _turn_start(role) if i == 0 else TURN_END + _turn_start(role)
             text_ids = self.encode_text(turn.get("text"), f"conversations[{i}].text")
-            codes = self.check_codes(turn.get("audio_codes"), f"conversations[{i}].audio_codes")
+            codes = self._record_codes(turn.get("audio_codes"), f"conversations[{i}].audio_codes")
             rows = self.turn_rows(prefix, text_ids, codes)
             label = torch.full_like(rows, IGNORE_INDEX)
             if role == "assistant":
@@ -331,6 +333,21 @@ class CodecTTSRealtimeProcessor(ProcessorMixin):
             parts.append(rows)
             labels.append(label)
         return {"input_ids": torch.cat(parts), "labels": torch.cat(labels)}
+
+    def _record_codes(self, codes, name: str, codec_layout_first: bool = False) -> torch.Tensor:
+        """Codes of a training record in either layout, ``[T, 16]`` or the codec's ``[16, T]``.
+
+        As the reference dataset does for the voice prompt (``codec_layout_first``), a matrix with ``n_vq`` rows is
+        read as ``[n_vq, T]`` (so a 16 x 16 prompt is transposed); otherwise ``[T, n_vq]`` is preferred.
+        """
+        if codes is None:
+            raise ValueError(f"{name} is missing: every turn needs its audio codes [T, {self.n_vq}]")
+        tensor = codes if isinstance(codes, torch.Tensor) else torch.as_tensor(np.asarray(codes))
+        if tensor.dim() == 2:
+            rows_are_codebooks = tensor.shape[0] == self.n_vq and (codec_layout_first or tensor.shape[1] != self.n_vq)
+            if rows_are_codebooks:
+                tensor = tensor.T
+        return self.check_codes(tensor, name)
 
     def collate_training_examples(self, examples: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         """Right-pad examples into ``input_ids [B, T, 17]``, ``attention_mask [B, T]`` (bool), ``labels [B, T, 17]``
