@@ -61,6 +61,13 @@ def rope_inverse_frequencies(config: Qwen3Config) -> tuple[torch.Tensor, float]:
     return inv_freq, 1.0 / factor
 
 
+def _rms_norm(norm: Qwen3RMSNorm, x: torch.Tensor) -> torch.Tensor:
+    """Qwen3RMSNorm's math (float32 statistics) as one fused call: the local loop runs 16 x layers of these per
+    frame, so per-op overhead matters."""
+    out = F.rms_norm(x.float(), (x.shape[-1],), eps=norm.variance_epsilon).to(x.dtype)
+    return norm.weight * out
+
+
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
@@ -88,8 +95,8 @@ class RealtimeLocalAttention(nn.Module):
     def forward(self, hidden_states, cos, sin, cache: LocalKVCache | None = None, start: int = 0):
         batch, q_len, _ = hidden_states.shape
         shape = (batch, q_len, -1, self.head_dim)
-        query = self.q_norm(self.q_proj(hidden_states).view(shape)).transpose(1, 2)
-        key = self.k_norm(self.k_proj(hidden_states).view(shape)).transpose(1, 2)
+        query = _rms_norm(self.q_norm, self.q_proj(hidden_states).view(shape)).transpose(1, 2)
+        key = _rms_norm(self.k_norm, self.k_proj(hidden_states).view(shape)).transpose(1, 2)
         value = self.v_proj(hidden_states).view(shape).transpose(1, 2)
         query = query * cos + _rotate_half(query) * sin
         key = key * cos + _rotate_half(key) * sin
@@ -128,8 +135,8 @@ class RealtimeLocalDecoderLayer(nn.Module):
         self.post_attention_layernorm = Qwen3RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
 
     def forward(self, hidden_states, cos, sin, cache=None, start: int = 0):
-        hidden_states = hidden_states + self.self_attn(self.input_layernorm(hidden_states), cos, sin, cache, start)
-        return hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
+        hidden_states = hidden_states + self.self_attn(_rms_norm(self.input_layernorm, hidden_states), cos, sin, cache, start)
+        return hidden_states + self.mlp(_rms_norm(self.post_attention_layernorm, hidden_states))
 
 
 class RealtimeLocalTransformer(nn.Module):
@@ -152,12 +159,17 @@ class RealtimeLocalTransformer(nn.Module):
         """``cos, sin`` [n_vq, head_dim] of the frame positions (computed in float32, cast like Qwen3's rotary)."""
         key = (torch.device(device), dtype)
         if key not in self._rope:
+            with torch.inference_mode(False), torch.no_grad():  # plain tensors: usable with autograd later
+                self._rope[key] = self._rope_tables(device, dtype)
+        return self._rope[key]
+
+    def _rope_tables(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        if True:
             inv_freq, scale = rope_inverse_frequencies(self.config)
             positions = torch.arange(self.n_vq, dtype=torch.float32) * scale
             freqs = torch.outer(positions, inv_freq)
             emb = torch.cat((freqs, freqs), dim=-1)
-            self._rope[key] = (emb.cos().to(device=device, dtype=dtype), emb.sin().to(device=device, dtype=dtype))
-        return self._rope[key]
+            return emb.cos().to(device=device, dtype=dtype), emb.sin().to(device=device, dtype=dtype)
 
     def new_cache(self, batch: int, dtype, device) -> LocalKVCache:
         attn = self.layers[0].self_attn
@@ -171,4 +183,4 @@ class RealtimeLocalTransformer(nn.Module):
         hidden_states = inputs_embeds
         for layer in self.layers:
             hidden_states = layer(hidden_states, cos, sin, cache, start)
-        return self.norm(hidden_states)
+        return _rms_norm(self.norm, hidden_states)

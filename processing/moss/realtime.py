@@ -398,8 +398,8 @@ class CodecTTSRealtimeProcessor(ProcessorMixin):
         if frames.shape[0] == 0:
             return torch.zeros(0, dtype=torch.float32)
         device = next(codec.parameters()).device
-        out = codec.decode(frames.T[None].to(device))
-        return out.audio_values[0, 0].float().cpu()
+        audio = codec.decode(frames.T[None].to(device), return_dict=False)[0]
+        return audio[0, 0].float().cpu()
 
     def stream_waveform(self, chunk_frames: int = 1) -> RealtimeWaveformStream:
         """A streaming decoder: feed it frames as a session produces them, get audio chunks (see
@@ -440,10 +440,12 @@ class RealtimeWaveformStream:
     def _decode(self, frames: torch.Tensor) -> torch.Tensor:
         device = next(self.codec.parameters()).device
         with torch.no_grad():
-            out = self.codec.decode(frames.T[None].to(device), past_key_values=self.state, use_cache=True)
-        self.state = out.past_key_values
+            # tuple output: (audio, lengths, state) — the streaming state's field name differs across transformers
+            audio, _, self.state = self.codec.decode(
+                frames.T[None].to(device), past_key_values=self.state, use_cache=True, return_dict=False
+            )
         self.frames_decoded += frames.shape[0]
-        return out.audio_values[0, 0].float().cpu()
+        return audio[0, 0].float().cpu()
 
     def push(self, frames) -> torch.Tensor:
         if self.stopped:
