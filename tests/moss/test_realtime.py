@@ -33,6 +33,16 @@ def build_realtime_tokenizer(dst: Path) -> Path:
     return dst
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model's per-frame ops are microseconds: intra-op threads only add spin/wake-up overhead (10x on a
+    busy 2-core runner). Restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def golden():
     return load_file(FIXTURE / "outputs.safetensors")
