@@ -23,9 +23,9 @@ import time
 
 import torch
 from _common import build_model, peak_memory_mb, resolve_device_dtype, sync
-from codectts.configuration.audio_tokenizer import CodecTTSAudioTokenizerConfig
+from codectts.configuration.moss.audio_tokenizer import CodecTTSAudioTokenizerConfig
 from codectts.configuration.moss.realtime import CodecTTSRealtimeConfig
-from codectts.modeling.audio_tokenizer import CodecTTSAudioTokenizerModel
+from codectts.modeling.moss.audio_tokenizer import CodecTTSAudioTokenizerModel
 from codectts.modeling.moss.realtime import CodecTTSRealtimeForConditionalGeneration
 from codectts.modeling.moss.realtime_generation import RealtimeFrameStepper, RealtimeSampling, _text_prefix_rows
 

@@ -137,7 +137,7 @@ def write_realtime_bundle(
     from transformers import AutoConfig, AutoTokenizer
 
     from ...processing.moss.realtime import CodecTTSRealtimeProcessor
-    from ..assemble import AUDIO_TOKENIZER_SUBFOLDER, _write_codec
+    from .assemble import AUDIO_TOKENIZER_SUBFOLDER, _write_codec
 
     out = Path(out)
     if read_json(out / "config.json").get("model_type") != REALTIME_MODEL_TYPE:

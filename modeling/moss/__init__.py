@@ -1,1 +1,1 @@
-"""MOSS-TTS family."""
+"""The MOSS-TTS family: audio tokenizer (codec), Delay and Local generators."""

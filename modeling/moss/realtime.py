@@ -27,6 +27,7 @@ from transformers.models.qwen3.modeling_qwen3 import Qwen3Model
 from transformers.utils import ModelOutput
 
 from ...configuration.moss.realtime import CodecTTSRealtimeConfig
+from ..compat import backbone_cache_kwargs, output_cache, resolve_cache
 from .realtime_generation import CodecTTSRealtimeGenerationMixin
 from .realtime_local import RealtimeLocalTransformer
 
@@ -142,15 +143,18 @@ class CodecTTSRealtimeModel(CodecTTSRealtimePreTrainedModel):
         past_key_values=None,
         **kwargs,
     ):
-        if cache is None:
-            cache = past_key_values
+        cache = resolve_cache(cache, past_key_values)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids [B, T, 17] or inputs_embeds [B, T, hidden]")
         if inputs_embeds is None:
             inputs_embeds = self.embed(input_ids)
-        # the cache goes positionally: transformers 5.0 calls it `past_key_values`, later versions `cache`
         return self.language_model(
-            None, attention_mask, position_ids, cache, inputs_embeds=inputs_embeds, use_cache=use_cache, **kwargs
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=use_cache,
+            **backbone_cache_kwargs(self.language_model, cache),
+            **kwargs,
         )
 
 
@@ -219,8 +223,7 @@ class CodecTTSRealtimeForConditionalGeneration(CodecTTSRealtimePreTrainedModel, 
             num_items_in_batch (*optional*): with gradient accumulation, the number of labelled cells of the whole
                 batch (the loss is then a sum divided by it; by default the mean over this batch's cells).
         """
-        if cache is None:
-            cache = past_key_values
+        cache = resolve_cache(cache, past_key_values)
         if input_ids is not None:
             check_rows(input_ids, self.config, "input_ids")
         if labels is not None:
@@ -260,7 +263,7 @@ class CodecTTSRealtimeForConditionalGeneration(CodecTTSRealtimePreTrainedModel, 
             loss=loss,
             audio_logits=audio_logits,
             last_hidden_state=hidden,
-            cache=getattr(outputs, "cache", None) or getattr(outputs, "past_key_values", None),
+            cache=output_cache(outputs),
             hidden_states=getattr(outputs, "hidden_states", None),
             attentions=getattr(outputs, "attentions", None),
         )

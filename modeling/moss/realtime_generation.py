@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from transformers.cache_utils import DynamicCache
 
-from ..local_sampling import apply_repetition_penalty, draw, top_k_filter, top_p_filter
+from ..token_selection import ChannelSampling, select_tokens
 from ..stop_flag import LaggedStopFlag
 
 __all__ = [
@@ -78,19 +78,25 @@ class RealtimeSampling:
     def greedy(self) -> bool:
         return not self.do_sample or self.temperature <= 0
 
+    @property
+    def channel(self) -> ChannelSampling:
+        """The shared toolbox's settings for this procedure: transformers' top-k (ties kept) and top-p, the
+        exponential-race draw, and the penalty applied in greedy mode too."""
+        return ChannelSampling(
+            do_sample=self.do_sample,
+            temperature=float(self.temperature),
+            top_k=self.top_k,
+            top_p=self.top_p,
+            repetition_penalty=float(self.repetition_penalty),
+            top_k_ties="keep",
+            top_p_rule="transformers",
+            draw_method="exponential_race",
+            penalize_greedy=True,
+        )
+
     def select(self, logits: torch.Tensor, seen: torch.Tensor | None, generator=None) -> torch.Tensor:
         """One id per row of ``logits`` [B, A] (``seen`` [B, A] bool: codes in the penalty window)."""
-        scores = logits.float()
-        if seen is not None and self.repetition_penalty != 1.0:
-            scores = apply_repetition_penalty(scores, seen, float(self.repetition_penalty))
-        if self.greedy:
-            return scores.argmax(dim=-1)
-        scores = scores / float(self.temperature)
-        if self.top_k:
-            scores = top_k_filter(scores, int(self.top_k))
-        if self.top_p is not None and self.top_p < 1.0:
-            scores = top_p_filter(scores, float(self.top_p))
-        return draw(scores, generator=generator)
+        return select_tokens(logits, self.channel, seen, generator)
 
 
 def _check_max_frames(max_frames) -> int:

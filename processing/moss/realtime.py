@@ -440,9 +440,9 @@ class RealtimeWaveformStream:
     def _decode(self, frames: torch.Tensor) -> torch.Tensor:
         device = next(self.codec.parameters()).device
         with torch.no_grad():
-            # tuple output: (audio, lengths, state) — the streaming state's field name differs across transformers
+            # tuple output: (audio, lengths, streaming state)
             audio, _, self.state = self.codec.decode(
-                frames.T[None].to(device), past_key_values=self.state, use_cache=True, return_dict=False
+                frames.T[None].to(device), streaming_state=self.state, use_cache=True, return_dict=False
             )
         self.frames_decoded += frames.shape[0]
         return audio[0, 0].float().cpu()

@@ -317,8 +317,8 @@ def test_session_bad_input(model, processor, golden, info):
 # ---------------------------------------------------------------------------------------------------------- audio out
 @pytest.fixture(scope="module")
 def codec():
-    from codectts.configuration.audio_tokenizer import CodecTTSAudioTokenizerConfig
-    from codectts.modeling.audio_tokenizer import CodecTTSAudioTokenizerModel
+    from codectts.configuration.moss.audio_tokenizer import CodecTTSAudioTokenizerConfig
+    from codectts.modeling.moss.audio_tokenizer import CodecTTSAudioTokenizerModel
 
     torch.manual_seed(0)
     return CodecTTSAudioTokenizerModel(CodecTTSAudioTokenizerConfig.tiny(codebook_size=1024)).eval()
