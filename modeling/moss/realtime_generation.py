@@ -367,6 +367,23 @@ class RealtimeSession:
             self._emit(self.stepper.step(text_pad), out)
         return _as_frames(out, self.config.n_vq)
 
+    def stream_audio(self, text_deltas, chunk_frames: int = 1):
+        """Speak an iterable of text deltas (e.g. an LLM's streamed reply) and yield audio chunks as they become
+        available (float32 CPU tensors at the codec's rate), then close the text and yield the rest.
+
+        The chunks concatenate to ``processor.decode_audio_codes(all frames)`` (the codec's streaming state carries
+        its context across chunks). Needs a processor with a codec; ``self.frames`` holds the frames afterwards.
+        """
+        stream = self.processor.stream_waveform(chunk_frames=chunk_frames)
+        for delta in text_deltas:
+            frames = self.push_text(delta) if isinstance(delta, str) else self.push_text_ids(delta)
+            audio = stream.push(frames)
+            if audio.numel():
+                yield audio
+        for audio in (stream.push(self.end_text()), stream.flush()):
+            if audio.numel():
+                yield audio
+
     @torch.inference_mode()
     def next_turn(self, user_text: str | None = None, user_audio_codes=None) -> None:
         """Start a new turn on top of the kept KV cache: the user turn (``user_text`` and ``user_audio_codes``

@@ -351,6 +351,12 @@ def test_streaming_waveform_equals_offline_decode(model, processor, codec, info)
     assert speaking.decode_audio_codes(bad).shape == (2 * hop,)
     with pytest.raises(ValueError, match="no audio tokenizer"):
         processor.decode_audio_codes(all_frames)
+    # the session's own iterator: text deltas in, audio chunks out, same audio as decoding its frames offline
+    session = model.start_session(speaking, do_sample=False, repetition_penalty=1.1, max_frames=30)
+    deltas = [info["texts"]["text_B"][i : i + 5] for i in range(0, len(info["texts"]["text_B"]), 5)]
+    streamed = torch.cat(list(session.stream_audio(deltas, chunk_frames=3)))
+    offline = speaking.decode_audio_codes(torch.stack(session.frames))
+    assert streamed.shape == offline.shape and (streamed - offline).abs().max() < 1e-4
 
 
 def test_cli_streams_text_from_stdin(bundle, codec, tmp_path, monkeypatch, capsys):
