@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from transformers.cache_utils import DynamicCache
@@ -37,7 +38,12 @@ __all__ = [
     "RealtimeFrameStepper",
     "RealtimeSampling",
     "RealtimeSession",
+    "RealtimeSessionClosedError",
 ]
+
+class RealtimeSessionClosedError(ValueError):
+    """Text was pushed (or the text ended) after ``end_text()`` closed the turn: start one with ``next_turn``."""
+
 
 # The original's default budget: max_length 1000 steps after frame 0 = 1001 frames (EOS frame included).
 DEFAULT_MAX_FRAMES = 1001
@@ -78,7 +84,7 @@ class RealtimeSampling:
     def greedy(self) -> bool:
         return not self.do_sample or self.temperature <= 0
 
-    @property
+    @cached_property
     def channel(self) -> ChannelSampling:
         """The shared toolbox's settings for this procedure: transformers' top-k (ties kept) and top-p, the
         exponential-race draw, and the penalty applied in greedy mode too."""
@@ -230,6 +236,10 @@ class RealtimeSession:
     * ``"stable_prefix"``: the whole text so far is re-tokenized at every push and only ids at least 3 tokens from
       its end are released (``end_text`` releases the rest): the ids equal those of the whole text in practice,
       at the cost of 3 tokens of extra latency.
+
+    Host synchronisation: the session reads codebook 0 of every frame before feeding the next row (one small
+    device-to-host read per frame), because a frame after EOS must never enter the KV cache that the next turn reuses.
+    ``generate_speech`` has no such constraint and reads its stop flag one step late instead.
     """
 
     def __init__(
@@ -316,7 +326,7 @@ class RealtimeSession:
 
     def _check_open(self, what: str) -> None:
         if self._text_ended:
-            raise RuntimeError(
+            raise RealtimeSessionClosedError(
                 f"{what} after end_text(): the turn's text is closed; call session.next_turn(...) to start a new turn"
             )
 

@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 from codectts.conversion import convert_checkpoint
-from codectts.modeling.moss.realtime_generation import RealtimeFrameStepper, RealtimeSampling
+from codectts.modeling.moss.realtime_generation import (
+    RealtimeFrameStepper,
+    RealtimeSampling,
+    RealtimeSessionClosedError,
+)
 from safetensors.torch import load_file
 
 import codectts  # noqa: F401  (registers the Auto classes)
@@ -298,9 +302,9 @@ def test_session_bad_input(model, processor, golden, info):
         session.push_text([1, 2])
     frames = torch.cat([session.push_text(info["texts"]["text_A"]), session.end_text()])
     assert frames.shape[0] <= 5
-    with pytest.raises(RuntimeError, match="next_turn"):
+    with pytest.raises(RealtimeSessionClosedError, match="next_turn"):
         session.push_text("more")
-    with pytest.raises(RuntimeError, match="next_turn"):
+    with pytest.raises(ValueError, match="next_turn"):
         session.end_text()
     with pytest.raises(ValueError, match="both user_text and user_audio_codes"):
         session.next_turn(user_text="hi")
