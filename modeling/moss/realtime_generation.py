@@ -231,7 +231,7 @@ class RealtimeSession:
 
     * ``"segments"`` (default, the original's): text deltas accumulate in a character buffer that is cut into
       segments at punctuation (plus the spaces after it) or a newline once the segment has ``min_text_chunk_chars``
-      (8) characters, or before the last space once the buffer holds ``text_buffer_size`` (32) characters; every
+      (8) characters, or after the last space once the buffer holds ``text_buffer_size`` (32) characters; every
       segment is tokenized on its own (ids can differ from tokenizing the whole text at once).
     * ``"stable_prefix"``: the whole text so far is re-tokenized at every push and only ids at least 3 tokens from
       its end are released (``end_text`` releases the rest): the ids equal those of the whole text in practice,

@@ -26,7 +26,7 @@ class TextSegmenter:
 
     A segment ends after a run of punctuation (``PUNCTUATION``) plus the spaces that follow it, or after a newline,
     provided the segment then has at least ``min_chars`` characters; without such a cut, a buffer of ``max_chars``
-    characters or more is cut before its last space (so the space starts the next word, as BPE expects). ``flush``
+    characters or more is cut after its last space (segments end with their whitespace in both rules). ``flush``
     returns the ids of whatever is left.
     """
 
@@ -45,7 +45,7 @@ class TextSegmenter:
         if len(self.buffer) >= self.max_chars:
             space = self.buffer.rfind(" ")
             if space > 0:
-                return space
+                return space + 1  # the space ends the segment, as the spaces after punctuation do
         return None
 
     def segments(self, text: str) -> list[str]:
