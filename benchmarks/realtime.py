@@ -23,6 +23,7 @@ import time
 
 import torch
 from _common import build_model, peak_memory_mb, resolve_device_dtype, sync
+
 from codectts.configuration.moss.audio_tokenizer import CodecTTSAudioTokenizerConfig
 from codectts.configuration.moss.realtime import CodecTTSRealtimeConfig
 from codectts.modeling.moss.audio_tokenizer import CodecTTSAudioTokenizerModel

@@ -133,8 +133,9 @@ def write_realtime_bundle(
 ) -> None:
     """Add the text tokenizer, the codec (optional, ``audio_tokenizer/``) and the processor config to a converted
     Realtime folder ``out``, so that ``AutoProcessor.from_pretrained(out)`` works."""
-    import codectts  # noqa: F401  (registers the Auto classes)
     from transformers import AutoConfig, AutoTokenizer
+
+    import codectts  # noqa: F401  (registers the Auto classes)
 
     from ...processing.moss.realtime import CodecTTSRealtimeProcessor
     from .assemble import AUDIO_TOKENIZER_SUBFOLDER, _write_codec

@@ -29,8 +29,8 @@ from functools import cached_property
 import torch
 from transformers.cache_utils import DynamicCache
 
-from ..token_selection import ChannelSampling, select_tokens
 from ..stop_flag import LaggedStopFlag
+from ..token_selection import ChannelSampling, select_tokens
 
 __all__ = [
     "DEFAULT_MAX_FRAMES",

@@ -195,7 +195,7 @@ class CodecTTSRealtimeProcessor(ProcessorMixin):
 
         Extra codebooks (e.g. all 32 levels of the codec) are dropped: the model reads the first ``n_vq``.
         """
-        if isinstance(codes, np.ndarray) or isinstance(codes, (list, tuple)):
+        if isinstance(codes, (np.ndarray, list, tuple)):
             try:
                 codes = torch.as_tensor(np.asarray(codes))
             except (ValueError, TypeError) as err:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
+
+import codectts  # noqa: F401  (registers the Auto classes)
 from codectts.configuration.moss.realtime import CodecTTSRealtimeConfig
 from codectts.conversion import convert_checkpoint, detect_checkpoint_kind
 from codectts.conversion.io import CheckpointMismatchError, read_json
 from codectts.conversion.moss.realtime import load_original_realtime
-from safetensors.torch import load_file, save_file
-
-import codectts  # noqa: F401  (registers the Auto classes)
 
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden"
 FIXTURE = GOLDEN / "moss_tts_realtime"

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
+
+import codectts  # noqa: F401  (registers the Auto classes)
 from codectts.conversion import convert_checkpoint
 from codectts.modeling.moss.realtime_generation import (
     RealtimeFrameStepper,
     RealtimeSampling,
     RealtimeSessionClosedError,
 )
-from safetensors.torch import load_file
-
-import codectts  # noqa: F401  (registers the Auto classes)
 
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden"
 FIXTURE = GOLDEN / "moss_tts_realtime"
@@ -367,6 +367,7 @@ def test_cli_streams_text_from_stdin(bundle, codec, tmp_path, monkeypatch, capsy
     import io
 
     import soundfile as sf
+
     from codectts.cli import main
 
     folder = tmp_path / "with_codec"
