@@ -249,6 +249,7 @@ class RealtimeSession:
         stepper: RealtimeFrameStepper,
         prompt_rows: torch.Tensor,
         text_tokenization: str = "segments",
+        system_rows: torch.Tensor | None = None,
         min_text_chunk_chars: int = 8,
         text_buffer_size: int = 32,
     ):
@@ -266,6 +267,7 @@ class RealtimeSession:
         self.processor = processor
         self.stepper = stepper
         self.config = model.config
+        self._system_rows = system_rows
         self._start_turn(prompt_rows)
 
     def _start_turn(self, prompt_rows: torch.Tensor) -> None:
@@ -403,6 +405,8 @@ class RealtimeSession:
         the original, the next turn's rows follow its last fed row directly).
         """
         rows = self.processor.turn_prompt_rows(user_text, user_audio_codes)
+        if self.stepper.cache_length == 0 and self._system_rows is not None:
+            rows = torch.cat([self._system_rows, rows])  # nothing was fed yet: the system prompt still opens
         self.stepper.new_turn()
         self._start_turn(rows)
 
@@ -492,9 +496,12 @@ class CodecTTSRealtimeGenerationMixin:
         """
         self._check_processor(processor)
         sampling = self._sampling(do_sample, temperature, top_k, top_p, repetition_penalty, repetition_window)
-        rows = processor.session_prompt_rows(voice_codes, user_text, user_audio_codes)
+        system = processor.system_rows(voice_codes)
+        rows = torch.cat([system, processor.turn_prompt_rows(user_text, user_audio_codes)])
         stepper = RealtimeFrameStepper(self, 1, sampling, max_frames, generator)
-        return RealtimeSession(self, processor, stepper, rows, text_tokenization=text_tokenization)
+        return RealtimeSession(
+            self, processor, stepper, rows, text_tokenization=text_tokenization, system_rows=system
+        )
 
     # ------------------------------------------------------------------ non-streaming batch
     @torch.inference_mode()

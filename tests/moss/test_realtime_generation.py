@@ -316,6 +316,11 @@ def test_session_bad_input(model, processor, golden, info):
         model.start_session(processor, voice_codes=torch.full((4, 16), 1026))
     session.next_turn()  # a new turn after the closed one works
     assert session.push_text_ids(info["text_token_ids"]["text_A"]).dim() == 2
+    # a turn that never fed anything: the next one still opens with the system prompt
+    fresh = model.start_session(processor, **GREEDY_STREAM, max_frames=41)
+    fresh.next_turn()
+    frames = torch.cat([fresh.push_text_ids(info["text_token_ids"]["text_A"]), fresh.end_text()])
+    assert torch.equal(frames, golden["st_plain_tokens_all.frames"][:-1])
 
 
 # ---------------------------------------------------------------------------------------------------------- audio out
