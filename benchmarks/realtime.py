@@ -5,6 +5,8 @@ Measures, per (size, batch):
 * ``first frame ms``: prefill of the prompt + the 12-token text prefix → frame 0 (what a session does when the 12th
   text token arrives; batch 1 only);
 * ``first audio ms``: the same plus decoding frame 0 through the codec's streaming decoder;
+* ``.. precomputed``: the same two with the prompt fed ahead of the text (``start_session(precompute_prompt=True)``):
+  only the 12 text rows wait for the 12th token;
 * ``ms/frame``: one backbone row + the 16 local steps, mean over ``--frames`` steps (all items of the batch);
 * ``RTF``: wall time / audio duration at 12.5 frames/s (per sequence; < 1 is faster than real time);
 * ``peak MB``: CUDA allocator peak on GPU, process peak RSS on CPU.
@@ -84,6 +86,19 @@ def run(model, codec, batch: int, frames: int, prompt_len: int, repeats: int, de
             codec.decode(frame.T[None].clamp(max=codec.config.codebook_size - 1), use_cache=True, return_dict=False)
             sync(device)
             first_audio = time.perf_counter()
+        # the same with the prompt already in the cache (precompute_prompt=True)
+        early = RealtimeFrameStepper(model, batch, sampling, max_frames=2)
+        early.feed(rows[:, :prompt_len])
+        sync(device)
+        pre_start = time.perf_counter()
+        pre_frame = early.prefill(rows[:, prompt_len:])
+        sync(device)
+        pre_first_frame = time.perf_counter()
+        if codec is not None and batch == 1:
+            codec.decode(pre_frame.T[None].clamp(max=codec.config.codebook_size - 1), use_cache=True, return_dict=False)
+            sync(device)
+        pre_first_audio = time.perf_counter()
+        del early
         step_start = time.perf_counter()
         for _ in range(frames):
             frame = stepper.step(text)
@@ -92,6 +107,8 @@ def run(model, codec, batch: int, frames: int, prompt_len: int, repeats: int, de
         result = dict(
             first_frame_ms=1000 * (first_frame - start),
             first_audio_ms=None if first_audio is None else 1000 * (first_audio - start),
+            pre_first_frame_ms=1000 * (pre_first_frame - pre_start),
+            pre_first_audio_ms=None if first_audio is None else 1000 * (pre_first_audio - pre_start),
             ms_per_frame=1000 * (end - step_start) / frames,
         )
         if best is None or result["ms_per_frame"] < best["ms_per_frame"]:
@@ -121,12 +138,17 @@ def main() -> None:
     codec = build_model(CodecTTSAudioTokenizerModel, codec_config, device, torch.float32)
     print(f"MOSS-TTS-Realtime {args.size} on {device} ({dtype}, {torch.get_num_threads()} CPU threads), "
           f"prompt {args.prompt_len} + 12 rows, {args.frames} frames")
-    print(f"{'batch':>5} {'first frame ms':>15} {'first audio ms':>15} {'ms/frame':>9} {'RTF':>7} {'peak MB':>9}")
+    print(f"| batch | first frame ms | first audio ms | first frame ms (precomputed) | first audio ms (precomputed) "
+          f"| ms/frame | RTF | peak MB |")
+    print("|---|---|---|---|---|---|---|---|")
+
+    def ms(value):
+        return "-" if value is None else f"{value:.1f}"
+
     for batch in args.batch:
         r = run(model, codec, batch, args.frames, args.prompt_len, args.repeats, device)
-        audio = "-" if r["first_audio_ms"] is None else f"{r['first_audio_ms']:.1f}"
-        print(f"{batch:>5} {r['first_frame_ms']:>15.1f} {audio:>15} {r['ms_per_frame']:>9.2f} {r['rtf']:>7.3f} "
-              f"{r['peak_mb']:>9.0f}")
+        print(f"| {batch} | {ms(r['first_frame_ms'])} | {ms(r['first_audio_ms'])} | {ms(r['pre_first_frame_ms'])} | "
+              f"{ms(r['pre_first_audio_ms'])} | {r['ms_per_frame']:.2f} | {r['rtf']:.3f} | {r['peak_mb']:.0f} |")
 
 
 if __name__ == "__main__":

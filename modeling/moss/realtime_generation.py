@@ -179,7 +179,15 @@ class RealtimeFrameStepper:
         self.frames_done += 1
         return frame
 
-    # ------------------------------------------------------------------ the two calls
+    # ------------------------------------------------------------------ the calls
+    def feed(self, rows: torch.Tensor) -> None:
+        """Feed rows [B, S, 17] into the cache without producing a frame (a prompt fed ahead of its text)."""
+        rows = rows.to(self.device)
+        if self.attention_mask is not None:
+            ones = torch.ones(rows.shape[:2], dtype=torch.long, device=self.device)
+            self.attention_mask = torch.cat([self.attention_mask, ones], dim=1)
+        self._backbone(rows)
+
     def prefill(self, rows: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Feed the turn's prompt + text-prefix rows [B, S, 17] (BOS on the last); return frame 0 [B, n_vq]."""
         rows = rows.to(self.device)
@@ -250,6 +258,7 @@ class RealtimeSession:
         prompt_rows: torch.Tensor,
         text_tokenization: str = "segments",
         system_rows: torch.Tensor | None = None,
+        precompute_prompt: bool = False,
         min_text_chunk_chars: int = 8,
         text_buffer_size: int = 32,
     ):
@@ -268,9 +277,13 @@ class RealtimeSession:
         self.stepper = stepper
         self.config = model.config
         self._system_rows = system_rows
+        self._precompute_prompt = bool(precompute_prompt)
         self._start_turn(prompt_rows)
 
     def _start_turn(self, prompt_rows: torch.Tensor) -> None:
+        if self._precompute_prompt:  # the prompt's KV is ready before the text arrives (lower first-frame latency)
+            self.stepper.feed(prompt_rows.unsqueeze(0))
+            prompt_rows = prompt_rows[:0]
         self._prompt_rows = prompt_rows
         self._queue: list[int] = []
         self._text_splitter = self._make_text_splitter()
@@ -479,6 +492,7 @@ class CodecTTSRealtimeGenerationMixin:
         max_frames: int = DEFAULT_MAX_FRAMES,
         *,
         text_tokenization: str = "segments",
+        precompute_prompt: bool = False,
         generator: torch.Generator | None = None,
     ) -> RealtimeSession:
         """Open a streaming session (batch 1); see :class:`RealtimeSession` for the push / end / next-turn calls.
@@ -492,6 +506,9 @@ class CodecTTSRealtimeGenerationMixin:
                 (defaults: the release's 0.8 / 30 / 0.6 / 1.1 over 50 frames, sampling).
             max_frames: frames per turn, the EOS frame included (the original's ``max_length + 1``).
             text_tokenization: ``"segments"`` (default, the original's) or ``"stable_prefix"``.
+            precompute_prompt: feed each turn's prompt rows at once (at ``start_session`` / ``next_turn``) instead of
+                together with the first text rows, as the original does: the first frame then only waits for the 12
+                text rows. Same rows and positions; float rounding of the attention sums can differ slightly.
             generator: RNG of the categorical draws.
         """
         self._check_processor(processor)
@@ -500,7 +517,8 @@ class CodecTTSRealtimeGenerationMixin:
         rows = torch.cat([system, processor.turn_prompt_rows(user_text, user_audio_codes)])
         stepper = RealtimeFrameStepper(self, 1, sampling, max_frames, generator)
         return RealtimeSession(
-            self, processor, stepper, rows, text_tokenization=text_tokenization, system_rows=system
+            self, processor, stepper, rows, text_tokenization=text_tokenization, system_rows=system,
+            precompute_prompt=precompute_prompt,
         )
 
     # ------------------------------------------------------------------ non-streaming batch

@@ -279,6 +279,20 @@ def test_streaming_batch_of_two_through_the_frame_step(model, processor, golden,
         assert torch.equal(ours[b, : eos + 1], ref[b, : eos + 1])
 
 
+def test_precomputed_prompt_gives_the_same_frames(model, processor, golden, info, meta):
+    texts, ids = info["texts"], info["text_token_ids"]
+    session = model.start_session(
+        processor, voice_codes=golden["codes.ref_CT"].T, user_text=texts["user_1"], user_audio_codes=golden["codes.user1"],
+        precompute_prompt=True, max_frames=max_frames(meta), **GREEDY_STREAM,
+    )
+    assert session.cache_length == golden["st_voice_user.turn_input_ids"].shape[0]  # fed before any text
+    turn0 = torch.cat([session.push_text_ids(ids["text_B"]), session.end_text()])
+    assert torch.equal(turn0, golden["st_multiturn.turn0.frames"][:-1])
+    session.next_turn(user_text=texts["user_2"], user_audio_codes=golden["codes.user2"])
+    turn1 = torch.cat([session.push_text_ids(ids["text_A"]), session.end_text()])
+    assert torch.equal(turn1, golden["st_multiturn.turn1.frames"][:-1])
+
+
 def test_text_tokenization_modes(model, processor, info, meta):
     texts, ids = info["texts"], info["text_token_ids"]
     session = model.start_session(processor, text_tokenization="stable_prefix", max_frames=max_frames(meta), **GREEDY_STREAM)
