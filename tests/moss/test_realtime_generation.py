@@ -398,3 +398,27 @@ def test_cli_streams_text_from_stdin(bundle, codec, tmp_path, monkeypatch, capsy
     audio, rate = sf.read(out)
     assert rate == 24000 and len(audio) % 1920 == 0 and len(audio) > 0
     assert "first audio" in capsys.readouterr().err
+
+
+def test_model_card_snippet_runs(bundle, codec, tmp_path, monkeypatch):
+    """The usage snippet of hub_cards/moss_realtime.md runs as written on a local bundle (repo id -> folder)."""
+    import string
+    from importlib import resources
+
+    from codectts.hub_cards import extract_usage_snippet
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(bundle, folder)
+    codec.save_pretrained(folder / "audio_tokenizer")
+    text = resources.files("codectts.hub_cards").joinpath("moss_realtime.md").read_text(encoding="utf-8")
+    repo = str(folder)
+    values = dict(
+        repo_id=repo, model_name="tiny", origin="", codec_note="", facts="", citation="",
+        load_processor=f'processor = AutoProcessor.from_pretrained("{repo}", trust_remote_code=True)',
+    )
+    card = string.Template(text).substitute(values)
+    assert "## Usage" in card and "${" not in card
+    monkeypatch.chdir(tmp_path)
+    torch.manual_seed(0)
+    exec(compile(extract_usage_snippet(card), "model_card_snippet", "exec"), {})
+    assert (tmp_path / "streamed.wav").is_file() and (tmp_path / "batch.wav").is_file()
