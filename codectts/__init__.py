@@ -48,6 +48,19 @@ def _register_auto_classes() -> None:
     AutoModelForTextToWaveform.register(CodecTTSLocalConfig, CodecTTSLocalForConditionalGeneration, exist_ok=True)
 
 
+def _register_moss_realtime() -> None:
+    from transformers import AutoConfig, AutoModel, AutoProcessor
+
+    from .configuration.moss.realtime import CodecTTSRealtimeConfig
+    from .modeling.moss.realtime import CodecTTSRealtimeForConditionalGeneration
+    from .processing.moss.realtime import CodecTTSRealtimeProcessor
+
+    AutoConfig.register(CodecTTSRealtimeConfig.model_type, CodecTTSRealtimeConfig, exist_ok=True)
+    AutoModel.register(CodecTTSRealtimeConfig, CodecTTSRealtimeForConditionalGeneration, exist_ok=True)
+    AutoProcessor.register(CodecTTSRealtimeConfig, CodecTTSRealtimeProcessor, exist_ok=True)
+
+
+
 _registered = False
 
 
@@ -57,6 +70,7 @@ def register_auto_classes() -> None:
     global _registered
     if not _registered:
         _register_auto_classes()
+        _register_moss_realtime()
         _registered = True
 
 

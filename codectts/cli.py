@@ -1,4 +1,4 @@
-"""The codectts command line: convert, export, codec (encode/decode audio files), synthesize, demo.
+"""The codectts command line: convert, export, codec (encode/decode audio files), synthesize, realtime, demo.
 
 Arguments are parsed before anything heavy is imported, so that ``codectts --help`` and argument errors are instant;
 every sub-command validates its inputs and outputs before loading a model, and reports errors in one line with a
@@ -364,6 +364,31 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_realtime(args: argparse.Namespace) -> int:
+    from .processing.moss.realtime_cli import run_realtime
+
+    run_realtime(
+        args.model, args.output, greedy=args.greedy, max_frames=args.max_frames, seed=args.seed,
+        chunk_frames=args.chunk_frames, voice_codes=args.voice_codes,
+    )
+    return 0
+
+
+def _cmd_realtime(args: argparse.Namespace) -> int:
+    _model_folder(args.model, "--model")
+    _audio_output(args.output, overwrite=True)
+    if args.voice_codes is not None:
+        _input_file(args.voice_codes, "--voice-codes")
+    _register_auto_classes()
+    from .processing.moss.realtime_cli import run_realtime
+
+    run_realtime(
+        args.model, args.output, greedy=args.greedy, max_frames=args.max_frames, seed=args.seed,
+        chunk_frames=args.chunk_frames, voice_codes=args.voice_codes,
+    )
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .processing.moss.messages import check_user_text_fields
 
@@ -450,6 +475,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weights' dtype (auto: bfloat16/float16 on CUDA, float32 otherwise)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=_cmd_synthesize)
+
+    p = command("realtime", "MOSS-TTS-Realtime: speak text piped in on stdin, line by line, as it arrives")
+    p.add_argument("--model", type=Path, required=True, help="converted Realtime bundle (model + tokenizer + codec)")
+    p.add_argument("--output", type=Path, default=Path("realtime.wav"), help="output WAV file")
+    p.add_argument("--voice-codes", type=Path, help="voice prompt: .safetensors with 'audio_codes' [T, 16]")
+    p.add_argument("--greedy", action="store_true", help="greedy decoding instead of the recommended sampling")
+    p.add_argument("--max-frames", type=_positive("--max-frames"), default=None,
+                   help="frame budget of the reply (80 ms each)")
+    p.add_argument("--chunk-frames", type=_positive("--chunk-frames"), default=1,
+                   help="frames per codec decode call")
+    p.add_argument("--seed", type=int, help="random seed for sampling")
+    p.set_defaults(func=_cmd_realtime)
 
     p = command("demo", "offline end-to-end demo with tiny random-weight models (no download)")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for the audio files")
