@@ -5,8 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import codectts
 import pytest
+
+import codectts
 from codectts.cli import build_parser, main
 
 
@@ -74,7 +75,7 @@ def test_errors_are_one_line_and_debug_shows_the_traceback(tmp_path, capsys):
 
 
 def test_unexpected_errors_are_one_line_with_a_hint(monkeypatch, tmp_path, capsys):
-    import codectts.cli as cli
+    from codectts import cli
 
     def broken(args):
         raise RuntimeError("something\ninternal")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from codectts.conversion.io import (
     OUTPUT_MARKER,
     OutputFolderError,
@@ -68,11 +69,10 @@ def test_overwrite_replaces_only_folders_codectts_wrote(tmp_path):
 
 def test_a_destination_that_appears_meanwhile_is_never_replaced(tmp_path):
     dst = tmp_path / "out"
-    with pytest.raises(FileExistsError, match="not empty|appeared"):
-        with atomic_output_dir(dst) as first:
-            _write(first, "first")
-            with atomic_output_dir(dst) as second:  # a concurrent run that finishes first
-                _write(second, "second")
+    with pytest.raises(FileExistsError, match="not empty|appeared"), atomic_output_dir(dst) as first:
+        _write(first, "first")
+        with atomic_output_dir(dst) as second:  # a concurrent run that finishes first
+            _write(second, "second")
     assert (dst / "second").is_file() and not (dst / "first").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
@@ -119,9 +119,8 @@ def test_temporary_folders_of_dead_runs_are_removed_with_a_warning(tmp_path):
     other.mkdir()
     elsewhere = tmp_path / f".out.tmp-{_dead_pid()}-{'0' * 8 if host != '0' * 8 else '1' * 8}-x"  # another machine's
     elsewhere.mkdir()
-    with pytest.warns(UserWarning, match="interrupted"):
-        with atomic_output_dir(dst) as out:
-            _write(out)
+    with pytest.warns(UserWarning, match="interrupted"), atomic_output_dir(dst) as out:
+        _write(out)
     assert not stale.exists() and not old.exists()
     assert alive.exists() and other.exists() and elsewhere.exists()
     assert clean_stale_siblings(dst) == []

@@ -37,9 +37,9 @@ from ..compat import (
     prefill,
     update_model_kwargs_for_generation,
 )
+from ..prompt_checks import check_prompt
 from ..stop_flag import LaggedStopFlag
 from ..token_selection import ChannelSampling, RepetitionHistory, choose, process_logits
-from ..prompt_checks import check_prompt
 from .delay_pattern import revert_delay_pattern
 from .generation_settings import DEFAULT_MAX_NEW_TOKENS, audio_do_sample, prepare_sampling_config
 

@@ -45,9 +45,9 @@ from transformers.generation.logits_process import (
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 from ..compat import CACHE_KWARG, cache_from_kwargs
+from ..prompt_checks import check_prompt
 from ..stop_flag import LaggedStopFlag
 from ..token_selection import ChannelSampling, select_tokens
-from ..prompt_checks import check_prompt
 from .generation_settings import DEFAULT_MAX_NEW_TOKENS, audio_do_sample, prepare_sampling_config
 
 # Recommended decoding of the released MOSS-TTS-Local-Transformer (1.7B): text 1.5/1.0/50, audio 1.0/0.95/50, rep 1.1

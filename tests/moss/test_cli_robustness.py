@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from safetensors.torch import load_file, save_file
+
 from codectts.cli import main
 from codectts.conversion import convert_checkpoint
 from codectts.demo import build_tiny_models
 from codectts.processing.moss.processor import CodecTTSProcessor
-from safetensors.torch import load_file, save_file
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "golden"
 CODEC = GOLDEN / "audio_tokenizer" / "model"

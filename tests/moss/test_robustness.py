@@ -7,11 +7,12 @@ import json
 import shutil
 from pathlib import Path
 
-import codectts  # noqa: F401  (registers the Auto classes)
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+
+import codectts  # noqa: F401  (registers the Auto classes)
 from codectts.configuration.family_guard import WrongModelFamilyError
 from codectts.conversion import convert_checkpoint
 from codectts.demo import build_tiny_models
