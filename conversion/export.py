@@ -267,6 +267,8 @@ def export_folder(
         overwrite: replace a non-empty ``dst``.
         token: Hub token for the upload (default: the logged-in user's).
     """
+    if not (Path(src) / "config.json").is_file():
+        raise FileNotFoundError(f"{src} has no config.json (not a folder written by `codectts convert`)")
     check_output_not_in_sources(dst, [src])
     model, processor, codec = load_converted(src)
     export_model(

@@ -21,7 +21,7 @@ def check_prompt(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -
     if input_ids.dim() >= 1 and input_ids.shape[0] == 0:
         raise ValueError("input_ids holds no sequence (batch size 0): pass at least one prompt")
     if input_ids.dim() >= 2 and input_ids.shape[1] == 0:
-        raise ValueError("the prompt is empty: input_ids has 0 rows")
+        raise ValueError("the prompt is empty: input_ids has no rows (pass a prompt from the processor)")
     if attention_mask is None:
         return
     if not isinstance(attention_mask, torch.Tensor):
