@@ -38,11 +38,26 @@ def _export_options(args: argparse.Namespace) -> dict:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "original":
+        return _export_original(args)
     from .conversion.export import export_folder
 
     dst = export_folder(args.src, args.dst, overwrite=args.overwrite, **_export_options(args))
     pushed = f" and pushed to {args.push_to_hub}" if args.push_to_hub else ""
     print(f"exported {args.src} -> {dst}{pushed} (loads with trust_remote_code=True)")
+    return 0
+
+
+def _export_original(args: argparse.Namespace) -> int:
+    from .conversion.moss.original_export import export_original
+
+    hub_only = [flag for flag, value in (("--push-to-hub", args.push_to_hub), ("--create-pr", args.create_pr),
+                                         ("--private", args.private), ("--repo-id", args.repo_id),
+                                         ("--base-model", args.base_model)) if value]
+    if hub_only:
+        raise ValueError(f"{', '.join(hub_only)} only apply to --format hub")
+    dst = export_original(args.src, args.dst, overwrite=args.overwrite)
+    print(f"exported {args.src} -> {dst} in the official MOSS layout (original config, tensor names and shards)")
     return 0
 
 
@@ -177,10 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export_arguments(p)
     p.set_defaults(func=_cmd_convert)
 
-    p = sub.add_parser("export", help="turn a converted folder into a Hub-ready trust_remote_code folder")
+    p = sub.add_parser(
+        "export",
+        help="turn a converted folder into a Hub-ready trust_remote_code folder, or back into the official layout",
+    )
     p.add_argument("src", type=Path, help="a codectts folder (converted model or bundle)")
     p.add_argument("dst", type=Path, help="output folder (written completely or not at all)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty destination")
+    p.add_argument(
+        "--format", choices=["hub", "original"], default="hub",
+        help="hub: codectts remote code + model card (default); original: the official MOSS layout (original "
+        "config, tensor names, sharded safetensors) that the original code, vLLM-Omni and SGLang-Omni load",
+    )
     _add_export_arguments(p)
     p.set_defaults(func=_cmd_export)
 

@@ -1,0 +1,1 @@
+"""MOSS family converters (original layout <-> codectts)."""

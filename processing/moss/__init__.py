@@ -1,0 +1,1 @@
+"""MOSS family processing."""
