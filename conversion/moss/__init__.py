@@ -1,1 +1,1 @@
-"""MOSS family converters (original layout <-> codectts)."""
+"""The MOSS-TTS family: audio tokenizer (codec), Delay and Local generators."""

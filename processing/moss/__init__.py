@@ -1,1 +1,1 @@
-"""MOSS family processing."""
+"""The MOSS-TTS family: audio tokenizer (codec), Delay and Local generators."""
