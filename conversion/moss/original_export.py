@@ -388,7 +388,7 @@ def original_audio_tokenizer_state_dict(state: Mapping[str, torch.Tensor], confi
                 out[f"{prefix}.{_WN}0"], out[f"{prefix}.{_WN}1"] = unfold_weight_norm(tensor, key)
         else:
             raise OriginalLayoutError(f"audio tokenizer tensor {key!r} has no place in the original layout")
-    from ..audio_tokenizer import original_tensor_shapes
+    from .audio_tokenizer import original_tensor_shapes
 
     expected = original_tensor_shapes(config)
     _check_keys(out, set(expected), "audio tokenizer")

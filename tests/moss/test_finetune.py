@@ -19,10 +19,10 @@ import torch
 from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
 
 import codectts  # noqa: F401  (Auto classes)
-from codectts.configuration.delay import CodecTTSDelayConfig
-from codectts.configuration.local import CodecTTSLocalConfig
-from codectts.modeling.delay import CodecTTSDelayForConditionalGeneration
-from codectts.modeling.local import CodecTTSLocalForConditionalGeneration
+from codectts.configuration.moss.delay import CodecTTSDelayConfig
+from codectts.configuration.moss.local import CodecTTSLocalConfig
+from codectts.modeling.moss.delay import CodecTTSDelayForConditionalGeneration
+from codectts.modeling.moss.local import CodecTTSLocalForConditionalGeneration
 from codectts.processing.moss.training import (
     IGNORE_INDEX,
     CodecTTSDataCollator,
@@ -30,7 +30,7 @@ from codectts.processing.moss.training import (
     prepare_training_examples,
     training_map_function,
 )
-from codectts.processing.processor import CodecTTSProcessor
+from codectts.processing.moss.processor import CodecTTSProcessor
 
 GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "golden"
 SPECIALS = (
