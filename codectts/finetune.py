@@ -217,6 +217,7 @@ def finetune(
     from transformers import Trainer, TrainingArguments, set_seed
 
     from .conversion.io import atomic_output_dir
+    from .modeling.compat import training_checkpointing_kwargs
     from .processing.moss.training import CodecTTSDataCollator, prepare_training_examples
 
     started = time.perf_counter()
@@ -260,7 +261,7 @@ def finetune(
         per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=batch_size,
         gradient_accumulation_steps=gradient_accumulation_steps,
-        gradient_checkpointing=gradient_checkpointing,
+        **training_checkpointing_kwargs(gradient_checkpointing),
         bf16=bf16,
         seed=seed,
         logging_steps=1,
