@@ -1,4 +1,5 @@
-"""The ``codectts`` command line: ``convert``, ``codec`` (encode/decode WAV files), ``synthesize``, ``demo``, ``export``.
+"""The ``codectts`` command line: ``convert``, ``codec`` (encode/decode WAV files), ``synthesize``, ``demo``, ``export``,
+``finetune``.
 
 Each sub-command imports what it needs lazily so that ``codectts --help`` is instant.
 """
@@ -171,6 +172,22 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from .finetune import finetune
+
+    method = f"LoRA rank {args.lora_rank}" if args.lora_rank else "all weights"
+    print(f"fine-tuning {args.model} on {args.data} ({method}); the audio is encoded once, then training starts")
+    summary = finetune(
+        args.model, args.data, args.out, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, epochs=args.epochs,
+        learning_rate=args.learning_rate, batch_size=args.batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps, codec=args.codec, eval_data=args.eval_data,
+        gradient_checkpointing=args.gradient_checkpointing, bf16=args.bf16, seed=args.seed, save_steps=args.save_steps,
+        resume=args.resume, keep_checkpoints=args.keep_checkpoints, overwrite=args.overwrite,
+    )  # fmt: skip
+    print(summary.to_text())
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -228,6 +245,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--greedy", action="store_true", help="greedy decoding instead of the model's sampling preset")
     p.add_argument("--max-new-tokens", type=int, default=4096, help="generation budget in rows (80 ms each)")
     p.set_defaults(func=_cmd_synthesize)
+
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a converted Delay/Local bundle on records.jsonl with transformers.Trainer (optionally LoRA)",
+        description="Fine-tune a converted Delay/Local bundle. Each line of --data is a JSON record {\"text\": ..., "
+        "\"audio\": \"clip.wav\" (or \"codes\": [[...]]), optional \"reference\", \"language\", \"instruction\", "
+        "...}; audio paths are relative to the file. The audio is encoded once; --out receives a complete bundle "
+        "(merged model, tokenizer, codec) that `codectts export --format original` turns into the official layout.",
+    )
+    p.add_argument("--model", type=Path, required=True, help="converted bundle (model + tokenizer [+ audio_tokenizer/])")
+    p.add_argument("--data", type=Path, required=True, help="training records, one JSON object per line")
+    p.add_argument("--out", type=Path, required=True, help="output bundle folder (written completely at the end)")
+    p.add_argument("--lora-rank", type=int, help="train LoRA adapters of this rank (merged into --out) instead of all weights")
+    p.add_argument("--lora-alpha", type=float, help="LoRA alpha (default 2 x rank)")
+    p.add_argument("--epochs", type=float, default=3.0, help="passes over the data (default 3)")
+    p.add_argument("--learning-rate", type=float, help="peak learning rate (default 2e-4 with LoRA, 2e-5 without)")
+    p.add_argument("--batch-size", type=int, default=1, help="utterances per device batch (default 1)")
+    p.add_argument("--gradient-accumulation-steps", type=int, default=1)
+    p.add_argument("--codec", type=Path, help="codec folder for encoding the audio (default: the bundle's)")
+    p.add_argument("--eval-data", type=Path, help="held-out records; eval_loss after every epoch")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations (less memory)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPU)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-steps", type=int, help="checkpoint every N steps (default: every epoch) in OUT.checkpoints/")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT.checkpoints/")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep OUT.checkpoints/ after success")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("demo", help="offline end-to-end demo with tiny random-weight models (no download)")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for the WAV files")

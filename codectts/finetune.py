@@ -264,7 +264,8 @@ def finetune(
         **training_checkpointing_kwargs(gradient_checkpointing),
         bf16=bf16,
         seed=seed,
-        logging_steps=1,
+        # about 10 loss reports per epoch (the progress bar shows every step)
+        logging_steps=max(1, math.ceil(len(train_examples) / (batch_size * gradient_accumulation_steps) / 10)),
         logging_strategy="steps",
         save_strategy="steps" if save_steps else "epoch",
         save_steps=save_steps or 500,
@@ -287,6 +288,8 @@ def finetune(
     eval_loss = trainer.evaluate()["eval_loss"] if eval_examples else None
     history = [dict(entry) for entry in trainer.state.log_history]
     losses = [entry["loss"] for entry in history if "loss" in entry]
+    if any(not math.isfinite(x) for x in losses):
+        raise FloatingPointError("the training loss became NaN/inf (nothing was saved); lower --learning-rate")
 
     final = model
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
@@ -316,6 +319,4 @@ def finetune(
         )
     if not keep_checkpoints:
         shutil.rmtree(checkpoints, ignore_errors=True)
-    if any(not math.isfinite(x) for x in losses):
-        raise FloatingPointError("the training loss became NaN/inf; lower --learning-rate")
     return summary
