@@ -103,7 +103,8 @@ def load_records(path: str | os.PathLike) -> list[dict]:
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{number}: not valid JSON ({err.msg})") from None
             if not isinstance(record, dict):
-                raise ValueError(f"{path}:{number}: each line must be a JSON object, got {type(record).__name__}")
+                # a data error like bad JSON (ValueError: the CLI reports it), not a programming error
+                raise ValueError(f"{path}:{number}: each line must be a JSON object, got {type(record).__name__}")  # noqa: TRY004
             records.append(record)
     if not records:
         raise ValueError(f"{path} holds no records")
@@ -146,8 +147,9 @@ class FinetuneSummary:
 
 
 def _load_bundle(model_dir: Path, codec: str | os.PathLike | None, dtype: str | None):
-    import codectts  # noqa: F401  (registers the Auto classes)
     from transformers import AutoModel, AutoProcessor
+
+    import codectts  # noqa: F401  (registers the Auto classes)
 
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{model_dir} has no config.json (expected a converted Delay/Local bundle)")
@@ -163,7 +165,9 @@ def _load_bundle(model_dir: Path, codec: str | os.PathLike | None, dtype: str | 
         ) from err
     model = AutoModel.from_pretrained(model_dir, dtype=dtype or "auto")
     if getattr(model.config, "model_type", None) not in ("codectts_delay", "codectts_local"):
-        raise ValueError(f"{model_dir} holds a {model.config.model_type!r} model; fine-tuning needs a Delay/Local generator")
+        raise ValueError(
+            f"{model_dir} holds a {model.config.model_type!r} model; fine-tuning needs a Delay/Local generator"
+        )
     return model, processor
 
 

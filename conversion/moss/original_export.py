@@ -222,7 +222,9 @@ def original_delay_state_dict(state: Mapping[str, torch.Tensor], config) -> dict
     """Our Delay tensors -> original names (``language_model.*``, ``emb_ext.{j}``, ``lm_heads.{k}``)."""
     n, rows = config.n_vq, config.audio_num_embeddings
     backbone = {k for k in state if k.startswith("model.")}
-    _check_keys(state, backbone | {"audio_embed_tokens.weight", "lm_head.weight", "audio_lm_head.weight"}, "Delay model")
+    _check_keys(
+        state, backbone | {"audio_embed_tokens.weight", "lm_head.weight", "audio_lm_head.weight"}, "Delay model"
+    )
     out = {"language_model." + k[len("model.") :]: state[k] for k in sorted(backbone)}
     for name, prefix, first in (("audio_embed_tokens.weight", "emb_ext", 0), ("audio_lm_head.weight", "lm_heads", 1)):
         fused = state[name]
@@ -402,18 +404,41 @@ def original_audio_tokenizer_state_dict(state: Mapping[str, torch.Tensor], confi
 # Top-level fields of the original configs that our configs model (everything else is an "extra").
 _MODELED_FIELDS = {
     "delay": {
-        "architectures", "model_type", "language_config", "n_vq", "audio_vocab_size", "audio_pad_code",
-        "sampling_rate", "initializer_range", "hidden_size", "vocab_size", "transformers_version", "dtype",
-        "torch_dtype", *_TOKEN_FIELDS,
+        "architectures",
+        "model_type",
+        "language_config",
+        "n_vq",
+        "audio_vocab_size",
+        "audio_pad_code",
+        "sampling_rate",
+        "initializer_range",
+        "hidden_size",
+        "vocab_size",
+        "transformers_version",
+        "dtype",
+        "torch_dtype",
+        *_TOKEN_FIELDS,
     },
     "audio_tokenizer": {
-        "architectures", "model_type", "sampling_rate", "downsample_rate", "causal_transformer_context_duration",
-        "encoder_kwargs", "decoder_kwargs", "quantizer_type", "quantizer_kwargs", "transformers_version", "dtype",
+        "architectures",
+        "model_type",
+        "sampling_rate",
+        "downsample_rate",
+        "causal_transformer_context_duration",
+        "encoder_kwargs",
+        "decoder_kwargs",
+        "quantizer_type",
+        "quantizer_kwargs",
+        "transformers_version",
+        "dtype",
         "torch_dtype",
     },
 }
 _MODELED_FIELDS["local"] = _MODELED_FIELDS["delay"] | {
-    "local_num_layers", "local_hidden_size", "local_ffn_hidden_size", "additional_mlp_ffn_hidden_size",
+    "local_num_layers",
+    "local_hidden_size",
+    "local_ffn_hidden_size",
+    "additional_mlp_ffn_hidden_size",
 }
 
 
@@ -434,10 +459,10 @@ def record_original_extra_fields(kind: str, original: dict, converted: str | os.
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-
 def _load_config(folder: Path):
-    import codectts  # noqa: F401  (registers our configs with AutoConfig)
     from transformers import AutoConfig
+
+    import codectts  # noqa: F401  (registers our configs with AutoConfig)
 
     return AutoConfig.from_pretrained(folder)
 

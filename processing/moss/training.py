@@ -102,7 +102,9 @@ def _audio_item(value: Any, where: str, base_dir: Path | None, sampling_rate: in
         if not array.is_floating_point():
             return "codes", _as_codes(array, where)
         if sampling_rate is None:
-            raise TrainingRecordError(f"{where}: a waveform array needs the record's 'sampling_rate' (or pass (array, rate))")
+            raise TrainingRecordError(
+                f"{where}: a waveform array needs the record's 'sampling_rate' (or pass (array, rate))"
+            )
         return "audio", (array.float().numpy(), int(sampling_rate))
     raise TrainingRecordError(
         f"{where}: unsupported audio item of type {type(value).__name__}; use a path, (array, rate), "
@@ -224,7 +226,9 @@ def prepare_training_examples(
     for i, record in enumerate(parsed):
         codes = record.target[1]
         if codes.shape[1] < processor.n_vq:
-            raise TrainingRecordError(f"record {i}: the target codes have {codes.shape[1]} codebooks, {processor.n_vq} needed")
+            raise TrainingRecordError(
+                f"record {i}: the target codes have {codes.shape[1]} codebooks, {processor.n_vq} needed"
+            )
         if codes.shape[0] == 0:
             raise TrainingRecordError(f"record {i}: the target audio is shorter than one codec frame")
         reference = None if record.references is None else [r if r is None else r[1] for r in record.references]
@@ -296,7 +300,9 @@ class CodecTTSDataCollator:
             if x.dim() != 2 or x.shape[-1] != width or x.shape[0] == 0:
                 raise ValueError(f"example {i}: input_ids must be non-empty [rows, {width}], got {tuple(x.shape)}")
             if labels is not None and labels[i].shape != x.shape:
-                raise ValueError(f"example {i}: labels {tuple(labels[i].shape)} do not match input_ids {tuple(x.shape)}")
+                raise ValueError(
+                    f"example {i}: labels {tuple(labels[i].shape)} do not match input_ids {tuple(x.shape)}"
+                )
         length = max(x.shape[0] for x in ids)
         if self.pad_to_multiple_of:
             length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of

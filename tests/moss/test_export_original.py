@@ -76,16 +76,17 @@ def test_round_trip_reproduces_every_original_tensor(kind, exported):
         else:
             assert torch.equal(again[key], tensor), key
     if kind == "audio_tokenizer":
-        assert folded == 2 + 2 * read_json(GOLDEN / KINDS[kind] / "model" / "config.json")["quantizer_kwargs"][
-            "num_quantizers"
-        ]
+        assert (
+            folded
+            == 2 + 2 * read_json(GOLDEN / KINDS[kind] / "model" / "config.json")["quantizer_kwargs"]["num_quantizers"]
+        )
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_round_trip_reproduces_the_original_config(kind, exported):
     original = read_json(GOLDEN / KINDS[kind] / "model" / "config.json")
     again = read_json(exported[kind] / "config.json")
-    strip = lambda d: {k: v for k, v in d.items() if k not in IGNORED_CONFIG_KEYS}  # noqa: E731
+    strip = lambda d: {k: v for k, v in d.items() if k not in IGNORED_CONFIG_KEYS}
     assert strip(again) == strip(original)
 
 
@@ -106,7 +107,7 @@ def test_converting_the_export_gives_the_converted_folder_back(kind, converted, 
     assert set(first) == set(second)
     for key in first:
         assert torch.equal(first[key], second[key]), key
-    strip = lambda d: {k: v for k, v in d.items() if k not in IGNORED_CONFIG_KEYS}  # noqa: E731
+    strip = lambda d: {k: v for k, v in d.items() if k not in IGNORED_CONFIG_KEYS}
     assert strip(read_json(again / "config.json")) == strip(read_json(converted[kind] / "config.json"))
 
 
@@ -178,8 +179,9 @@ def test_refuses_what_the_original_layout_cannot_represent(converted, tmp_path):
     (other / "config.json").write_text(json.dumps({"model_type": "qwen3"}))
     with pytest.raises(OriginalLayoutError, match="no official MOSS layout"):
         export_original(other, tmp_path / "c")
-    import codectts  # noqa: F401
     from transformers import AutoConfig
+
+    import codectts  # noqa: F401
 
     config = AutoConfig.from_pretrained(converted["local"])
     config.head_norm_eps = 1e-5

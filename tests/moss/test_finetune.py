@@ -21,17 +21,16 @@ from transformers import AutoTokenizer, Trainer, TrainingArguments, set_seed
 import codectts  # noqa: F401  (Auto classes)
 from codectts.configuration.moss.delay import CodecTTSDelayConfig
 from codectts.configuration.moss.local import CodecTTSLocalConfig
-from codectts.modeling.moss.delay import CodecTTSDelayForConditionalGeneration
 from codectts.modeling.compat import enable_activation_checkpointing, training_checkpointing_kwargs
+from codectts.modeling.moss.delay import CodecTTSDelayForConditionalGeneration
 from codectts.modeling.moss.local import CodecTTSLocalForConditionalGeneration
+from codectts.processing.moss.processor import CodecTTSProcessor
 from codectts.processing.moss.training import (
     IGNORE_INDEX,
     CodecTTSDataCollator,
-    build_training_example,
     prepare_training_examples,
     training_map_function,
 )
-from codectts.processing.moss.processor import CodecTTSProcessor
 
 GOLDEN = Path(__file__).resolve().parent.parent / "fixtures" / "golden"
 SPECIALS = (
@@ -83,10 +82,10 @@ def token_ids(tokenizer) -> dict[str, int]:
 
 
 def tiny_config(layout: str, tokenizer, hidden: int = 32):
-    text = dict(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=1024,
-    )  # fmt: skip
+    text = {
+        "vocab_size": len(tokenizer), "hidden_size": hidden, "intermediate_size": 2 * hidden, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "max_position_embeddings": 1024,
+    }  # fmt: skip
     common = dict(text_config=text, n_vq=N_VQ, audio_vocab_size=AUDIO_VOCAB, **token_ids(tokenizer))
     if layout == "delay":
         return CodecTTSDelayConfig(**common)
@@ -263,9 +262,10 @@ def test_labels_follow_the_original_sft_masking(layout):
 
 
 def test_records_with_audio_are_encoded_in_one_codec_call(monkeypatch, tmp_path):
-    from codectts.conversion.moss.audio_tokenizer import load_original_audio_tokenizer
     import numpy as np
     import soundfile as sf
+
+    from codectts.conversion.moss.audio_tokenizer import load_original_audio_tokenizer
 
     codec = load_original_audio_tokenizer(GOLDEN / "audio_tokenizer" / "model")
     processor = golden_processor("delay")
@@ -286,7 +286,9 @@ def test_records_with_audio_are_encoded_in_one_codec_call(monkeypatch, tmp_path)
     targets = examples[0]["labels"][:, 1]
     assert torch.equal(targets[targets != IGNORE_INDEX], expected[:, 0])
     # datasets.map(batched=True) gets columns and returns columns of nested lists
-    mapped = training_map_function(processor, base_dir=tmp_path)({k: [r.get(k) for r in records] for k in ("text", "audio", "reference")})
+    mapped = training_map_function(processor, base_dir=tmp_path)(
+        {k: [r.get(k) for r in records] for k in ("text", "audio", "reference")}
+    )
     assert torch.equal(torch.tensor(mapped["input_ids"][0]), examples[0]["input_ids"])
 
 
@@ -314,7 +316,10 @@ def test_collator_pads_left_and_right_to_the_same_loss(tokenizer):
     processor = CodecTTSProcessor.from_model_config(model.config, tokenizer)
     examples = prepare_training_examples(
         processor,
-        [{"text": TEXT, "codes": training_codes(1, 6)}, {"text": "A much longer sentence here.", "codes": training_codes(3, 9)}],
+        [
+            {"text": TEXT, "codes": training_codes(1, 6)},
+            {"text": "A much longer sentence here.", "codes": training_codes(3, 9)},
+        ],
     )
     left = CodecTTSDataCollator.from_processor(processor)(examples)
     right = CodecTTSDataCollator.from_processor(processor, padding_side="right", pad_to_multiple_of=8)(examples)
@@ -323,7 +328,9 @@ def test_collator_pads_left_and_right_to_the_same_loss(tokenizer):
     assert pad > 0 and right["input_ids"].shape[1] % 8 == 0
     assert torch.equal(left["input_ids"][0, pad:], examples[0]["input_ids"])
     assert left["attention_mask"][0].tolist() == [0] * pad + [1] * short
-    assert bool((left["labels"][0, :pad] == IGNORE_INDEX).all()) and bool((right["labels"][0, short:] == IGNORE_INDEX).all())
+    assert bool((left["labels"][0, :pad] == IGNORE_INDEX).all()) and bool(
+        (right["labels"][0, short:] == IGNORE_INDEX).all()
+    )
     assert int(left["input_ids"][0, 0, 0]) == processor.pad_token_id
     assert bool((left["input_ids"][0, :pad, 1:] == processor.audio_pad_code).all())
     with torch.no_grad():
