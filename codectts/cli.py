@@ -41,6 +41,8 @@ def _export_options(args: argparse.Namespace) -> dict:
 def _cmd_export(args: argparse.Namespace) -> int:
     if args.format == "original":
         return _export_original(args)
+    if args.original_code is not None:
+        raise ValueError("--original-code only applies to --format original")
     from .conversion.export import export_folder
 
     dst = export_folder(args.src, args.dst, overwrite=args.overwrite, **_export_options(args))
@@ -57,7 +59,7 @@ def _export_original(args: argparse.Namespace) -> int:
                                          ("--base-model", args.base_model)) if value]
     if hub_only:
         raise ValueError(f"{', '.join(hub_only)} only apply to --format hub")
-    dst = export_original(args.src, args.dst, overwrite=args.overwrite)
+    dst = export_original(args.src, args.dst, overwrite=args.overwrite, original_code=args.original_code)
     print(f"exported {args.src} -> {dst} in the official MOSS layout (original config, tensor names and shards)")
     return 0
 
@@ -220,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=["hub", "original"], default="hub",
         help="hub: codectts remote code + model card (default); original: the official MOSS layout (original "
         "config, tensor names, sharded safetensors) that the original code, vLLM-Omni and SGLang-Omni load",
+    )
+    p.add_argument(
+        "--original-code", type=Path, metavar="RELEASE_DIR",
+        help="with --format original: copy the remote code (*.py), processor_config.json and tokenizer files of this "
+        "original release snapshot next to the weights (what trust_remote_code loaders and the engines read)",
     )
     _add_export_arguments(p)
     p.set_defaults(func=_cmd_export)

@@ -508,12 +508,35 @@ _WRITERS = {
 }
 
 
+# Files of a release snapshot that make a folder loadable by the original remote code and the engines (code, processor
+# and tokenizer); everything else (config.json, weights, README, ...) comes from the export itself.
+_RELEASE_CODE_PATTERNS = ("*.py", "processor_config.json", "preprocessor_config.json", *TOKENIZER_FILES)
+
+
+def _copy_release_code(release: Path, out: Path) -> list[str]:
+    if not release.is_dir():
+        raise FileNotFoundError(f"original code folder {release} does not exist")
+    copied = []
+    for pattern in _RELEASE_CODE_PATTERNS:
+        for path in sorted(release.glob(pattern)):
+            if path.is_file():
+                shutil.copy2(path, out / path.name)
+                copied.append(path.name)
+    if not any(name.endswith(".py") for name in copied):
+        raise FileNotFoundError(
+            f"{release} has no remote-code files (*.py): pass the folder of the original release "
+            "(e.g. a download of OpenMOSS-Team/MOSS-TTS) whose code should load the exported weights"
+        )
+    return copied
+
+
 def export_original(
     src: str | os.PathLike,
     dst: str | os.PathLike,
     *,
     overwrite: bool = False,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    original_code: str | os.PathLike | None = None,
 ) -> Path:
     """Write the official MOSS layout of the codectts folder ``src`` into ``dst``; returns ``dst``.
 
@@ -523,6 +546,9 @@ def export_original(
         dst: output folder, written completely or not at all; must not exist or be empty unless ``overwrite``.
         max_shard_bytes: largest safetensors shard; bigger models get ``model-0000i-of-0000n.safetensors`` files and
             ``model.safetensors.index.json``.
+        original_code: a snapshot of the original release (e.g. ``OpenMOSS-Team/MOSS-TTS``) whose remote code
+            (``*.py``), ``processor_config.json`` and tokenizer files are copied next to the weights, so that
+            ``trust_remote_code`` loaders and the serving engines find them (codectts ships none of that code).
 
     Raises:
         OriginalLayoutError: ``src`` holds something the original layout cannot represent (see the module docstring).
@@ -541,4 +567,6 @@ def export_original(
         codec = src / AUDIO_TOKENIZER_SUBFOLDER
         if (codec / "config.json").is_file():
             _write_model(codec, out / AUDIO_TOKENIZER_SUBFOLDER, max_shard_bytes)
+        if original_code is not None:
+            _copy_release_code(Path(original_code), out)
     return dst

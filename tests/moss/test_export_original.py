@@ -192,3 +192,25 @@ def test_refuses_what_the_original_layout_cannot_represent(converted, tmp_path):
     with pytest.raises(OriginalLayoutError, match="tie_word_embeddings"):
         original_local_config(config)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()  # nothing half-written
+
+
+def test_original_code_of_the_release_is_copied_next_to_the_weights(converted, tmp_path, capsys):
+    release = tmp_path / "MOSS-TTS"
+    release.mkdir()
+    (release / "modeling_moss_tts.py").write_text("# remote code\n")
+    (release / "processor_config.json").write_text('{"processor_class": "MossTTSDelayProcessor"}')
+    (release / "config.json").write_text('{"model_type": "moss_tts_delay"}')  # never copied over the export's
+    (release / "model.safetensors").write_text("not weights")
+    out = export_original(converted["delay"], tmp_path / "out", original_code=release)
+    assert (out / "modeling_moss_tts.py").read_text() == "# remote code\n"
+    assert (out / "processor_config.json").is_file()
+    assert "language_config" in read_json(out / "config.json")
+    assert load_state_dict(out)  # the export's weights, not the release's file
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no remote-code files"):
+        export_original(converted["delay"], tmp_path / "out2", original_code=empty)
+    assert not (tmp_path / "out2").exists()
+    argv = ["export", str(converted["delay"]), str(tmp_path / "hub"), "--original-code", str(release)]
+    assert cli_main(argv) == 2
+    assert "--original-code only applies to --format original" in capsys.readouterr().err
