@@ -446,10 +446,12 @@ def record_original_extra_fields(kind: str, original: dict, converted: str | os.
     """Store the fields of the original ``config.json`` dict that our config does not model in the converted folder's
     ``config.json`` (key ``original_extra_fields``), so that :func:`export_original` can write them back.
 
-    Nothing is written when there are none. ``kind`` is ``"audio_tokenizer"``, ``"delay"`` or ``"local"``.
+    Nothing is written when there are none, or for a family without an original-layout export (Realtime).
     """
     import json
 
+    if kind not in _MODELED_FIELDS:
+        return
     extras = {k: v for k, v in original.items() if k not in _MODELED_FIELDS[kind]}
     if not extras:
         return
