@@ -479,7 +479,10 @@ def _check_source(folder: Path) -> dict:
         raise FileNotFoundError(f"{folder} has no config.json")
     config = read_json(folder / "config.json")
     model_type = config.get("model_type")
-    if model_type in ("moss_tts_delay", "moss-audio-tokenizer", "speech_tokenizer") or "language_config" in config:
+    if (
+        model_type in ("moss_tts_delay", "moss_tts_realtime", "moss-audio-tokenizer", "speech_tokenizer")
+        or "language_config" in config
+    ):
         raise OriginalLayoutError(f"{folder} is already in the original layout (model_type {model_type!r})")
     if model_type not in _WRITERS:
         raise OriginalLayoutError(
