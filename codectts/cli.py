@@ -183,7 +183,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         args.model, args.data, args.out, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, epochs=args.epochs,
         learning_rate=args.learning_rate, batch_size=args.batch_size,
         gradient_accumulation_steps=args.gradient_accumulation_steps, codec=args.codec, eval_data=args.eval_data,
-        gradient_checkpointing=args.gradient_checkpointing, bf16=args.bf16, seed=args.seed, save_steps=args.save_steps,
+        gradient_checkpointing=args.gradient_checkpointing, bf16=args.bf16, fp16=args.fp16, seed=args.seed,
+        save_steps=args.save_steps,
         resume=args.resume, keep_checkpoints=args.keep_checkpoints, overwrite=args.overwrite,
     )  # fmt: skip
     print(summary.to_text())
@@ -284,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-data", type=Path, help="held-out records; eval_loss after every epoch")
     p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations (less memory)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPU)")
+    p.add_argument("--fp16", action="store_true", help="float16 mixed precision (GPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-steps", type=int, help="checkpoint every N steps (default: every epoch) in OUT.checkpoints/")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT.checkpoints/")

@@ -192,6 +192,7 @@ def finetune(
     eval_data: str | os.PathLike | list[dict] | None = None,
     gradient_checkpointing: bool = False,
     bf16: bool = False,
+    fp16: bool = False,
     seed: int = 0,
     save_steps: int | None = None,
     resume: bool = False,
@@ -210,7 +211,7 @@ def finetune(
         lora_rank: train LoRA adapters of this rank on the backbone's attention/MLP (merged into the saved model,
             the adapter alone goes to ``out/lora_adapter``); ``None`` trains every parameter.
         epochs, learning_rate (default 2e-4 for LoRA, 2e-5 otherwise), batch_size, gradient_accumulation_steps,
-        gradient_checkpointing, bf16, seed: as in `TrainingArguments`.
+        gradient_checkpointing, bf16, fp16 (mixed precision, GPU), seed: as in `TrainingArguments`.
         codec: codec folder to encode the audio with (default: the bundle's ``audio_tokenizer/``).
         eval_data: held-out records; ``eval_loss`` is computed after every epoch.
         save_steps: save a resumable checkpoint every ``save_steps`` steps (default: every epoch) in
@@ -232,6 +233,8 @@ def finetune(
         raise ValueError(f"epochs must be positive, got {epochs}")
     if batch_size < 1 or gradient_accumulation_steps < 1:
         raise ValueError("batch_size and gradient_accumulation_steps must be >= 1")
+    if bf16 and fp16:
+        raise ValueError("choose one of bf16 and fp16 mixed precision")
     if learning_rate is None:
         learning_rate = 2e-4 if lora_rank else 2e-5
     if learning_rate <= 0:
@@ -267,6 +270,7 @@ def finetune(
         gradient_accumulation_steps=gradient_accumulation_steps,
         **training_checkpointing_kwargs(gradient_checkpointing),
         bf16=bf16,
+        fp16=fp16,
         seed=seed,
         # about 10 loss reports per epoch (the progress bar shows every step)
         logging_steps=max(1, math.ceil(len(train_examples) / (batch_size * gradient_accumulation_steps) / 10)),

@@ -93,3 +93,17 @@ def test_finetune_cli_errors(tiny_bundle, tmp_path, capsys):
     assert cli_main([*base, "--data", str(bad), "--lora-rank", "0", "--epochs", "0"]) == 2
     assert "epochs must be positive" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_finetune_mixed_precision_on_gpu(tiny_bundle, tmp_path, precision):
+    from codectts.finetune import finetune
+
+    summary = finetune(
+        tiny_bundle / "tiny-delay", tiny_bundle / "data" / "records.jsonl", tmp_path / "out", epochs=3,
+        learning_rate=1e-3, lora_rank=4, gradient_checkpointing=True, **{precision: True},
+    )  # fmt: skip
+    assert summary.final_loss < summary.first_loss
+    assert (tmp_path / "out" / "model.safetensors").is_file()
