@@ -163,7 +163,7 @@ def _load_bundle(model_dir: Path, codec: str | os.PathLike | None, dtype: str | 
             f"cannot load a processor from {model_dir} ({err}); fine-tuning needs a bundle with the tokenizer "
             "(`codectts convert SRC DST --tokenizer TOK --audio-tokenizer CODEC`)"
         ) from err
-    model = AutoModel.from_pretrained(model_dir, dtype=dtype or "auto")
+    model = AutoModel.from_pretrained(model_dir, dtype=dtype)
     if getattr(model.config, "model_type", None) not in ("codectts_delay", "codectts_local"):
         raise ValueError(
             f"{model_dir} holds a {model.config.model_type!r} model; fine-tuning needs a Delay/Local generator"
@@ -217,6 +217,7 @@ def finetune(
         save_steps: save a resumable checkpoint every ``save_steps`` steps (default: every epoch) in
             ``<out>.checkpoints/``; ``resume=True`` continues from the last one there.
         keep_checkpoints: keep ``<out>.checkpoints/`` after success (default: removed).
+        dtype: weights dtype to load (default: float32 for full fine-tuning, the checkpoint's dtype with LoRA).
     """
     import torch
     from transformers import Trainer, TrainingArguments, set_seed
@@ -241,7 +242,9 @@ def finetune(
         raise ValueError(f"learning_rate must be positive, got {learning_rate}")
     set_seed(seed)
 
-    model, processor = _load_bundle(model_dir, codec, dtype)
+    # full fine-tuning keeps float32 master weights (mixed precision comes from --bf16/--fp16); LoRA trains float32
+    # adapters on the checkpoint's own dtype (bf16 for the releases), as usual
+    model, processor = _load_bundle(model_dir, codec, dtype or ("auto" if lora_rank else "float32"))
 
     def examples_of(source):
         if isinstance(source, (str, os.PathLike)):
