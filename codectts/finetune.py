@@ -222,7 +222,7 @@ def finetune(
     import torch
     from transformers import Trainer, TrainingArguments, set_seed
 
-    from .conversion.io import atomic_output_dir
+    from .conversion.io import atomic_output_dir, check_output_not_in_sources
     from .modeling.compat import training_checkpointing_kwargs
     from .processing.moss.training import CodecTTSDataCollator, prepare_training_examples
 
@@ -230,6 +230,7 @@ def finetune(
     model_dir, out = Path(model_dir), Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty (pass overwrite=True / --overwrite to replace it)")
+    check_output_not_in_sources(out, (model_dir, codec))  # before training, not after it
     if epochs <= 0:
         raise ValueError(f"epochs must be positive, got {epochs}")
     if batch_size < 1 or gradient_accumulation_steps < 1:
@@ -303,7 +304,7 @@ def finetune(
         raise FloatingPointError("the training loss became NaN/inf (nothing was saved); lower --learning-rate")
 
     final = model
-    with atomic_output_dir(out, overwrite=overwrite) as tmp:
+    with atomic_output_dir(out, overwrite=overwrite, sources=(model_dir, codec)) as tmp:
         if lora_rank:
             model.save_pretrained(tmp / LORA_ADAPTER_SUBFOLDER)
             final = model.merge_and_unload()
