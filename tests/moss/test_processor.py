@@ -363,7 +363,7 @@ def assistant_turns(draw):
     layout=st.sampled_from(LAYOUTS),
     segments=assistant_turns(),
     separator=st.sampled_from(["x", " ", "\n"]),
-    text=st.text(alphabet="abcdefgh .,!?", min_size=1, max_size=30),
+    text=st.text(alphabet="abcdefgh .,!?", min_size=1, max_size=30).filter(str.strip),  # blank text is refused
 )
 def test_build_then_decode_round_trips_codes(layout, segments, separator, text):
     """Assistant audio put into a prompt comes back from decode unchanged (codes, order, text)."""
