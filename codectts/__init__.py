@@ -48,4 +48,35 @@ def _register_auto_classes() -> None:
     AutoModelForTextToWaveform.register(CodecTTSLocalConfig, CodecTTSLocalForConditionalGeneration, exist_ok=True)
 
 
+
+def _register_metavoice() -> None:
+    from transformers import AutoConfig, AutoModel, AutoModelForTextToWaveform, AutoProcessor
+
+    from .configuration.metavoice import (
+        MetaVoiceConfig,
+        MetaVoiceFirstStageConfig,
+        MetaVoiceSecondStageConfig,
+        MetaVoiceSpeakerEncoderConfig,
+    )
+    from .modeling.metavoice import (
+        MetaVoiceFirstStageModel,
+        MetaVoiceForTextToSpeech,
+        MetaVoiceSecondStageModel,
+        MetaVoiceSpeakerEncoder,
+    )
+    from .processing.metavoice import MetaVoiceProcessor
+
+    for config, model in (
+        (MetaVoiceConfig, MetaVoiceForTextToSpeech),
+        (MetaVoiceFirstStageConfig, MetaVoiceFirstStageModel),
+        (MetaVoiceSecondStageConfig, MetaVoiceSecondStageModel),
+        (MetaVoiceSpeakerEncoderConfig, MetaVoiceSpeakerEncoder),
+    ):
+        AutoConfig.register(config.model_type, config, exist_ok=True)
+        AutoModel.register(config, model, exist_ok=True)
+    AutoModelForTextToWaveform.register(MetaVoiceConfig, MetaVoiceForTextToSpeech, exist_ok=True)
+    AutoProcessor.register(MetaVoiceConfig, MetaVoiceProcessor, exist_ok=True)
+
+
 _register_auto_classes()
+_register_metavoice()

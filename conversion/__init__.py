@@ -57,6 +57,7 @@ def convert_checkpoint(
     tokenizer: str | os.PathLike | None = None,
     audio_tokenizer: str | os.PathLike | None = None,
     overwrite: bool = False,
+    codec: str | os.PathLike | None = None,
 ) -> Path:
     """Convert the original checkpoint folder ``src`` into a codectts folder ``dst``; returns ``dst``.
 
@@ -66,8 +67,18 @@ def convert_checkpoint(
         tokenizer: text tokenizer folder to bundle with a generator (Delay/Local only).
         audio_tokenizer: codec folder (original or already converted) to bundle with a generator.
         overwrite: replace an existing non-empty ``dst`` once the new folder is complete.
+        codec: EnCodec 24 kHz folder to bundle with a MetaVoice-1B checkpoint (``first_stage.pt`` etc., no
+            ``config.json``; see `codectts.conversion.metavoice`).
     """
     src, dst = Path(src), Path(dst)
+    from .metavoice import convert_metavoice, is_metavoice_folder
+
+    if not (src / "config.json").is_file() and is_metavoice_folder(src):
+        if tokenizer or audio_tokenizer:
+            raise ValueError("MetaVoice folders carry their own tokenizer; bundle EnCodec with --codec instead")
+        return convert_metavoice(src, dst, codec=codec, overwrite=overwrite)
+    if codec is not None:
+        raise ValueError("--codec only applies to MetaVoice-1B checkpoint folders (first_stage.pt, ...)")
     if not (src / "config.json").is_file():
         raise FileNotFoundError(f"{src} has no config.json")
     if dst.exists() and same_folder(src, dst):

@@ -15,7 +15,7 @@ from transformers.models.llama.modeling_llama import LlamaRMSNorm
 from transformers.utils import ModelOutput
 
 from ...configuration.metavoice import MetaVoiceFirstStageConfig
-from .guidance import MetaVoiceGuidanceLogitsProcessor, guidance_weights
+from .guidance import MetaVoiceGuidanceLogitsProcessor, MetaVoiceInterleaveLogitsProcessor, guidance_weights
 from .layers import MetaVoiceDecoderLayer, MetaVoiceLayerNorm, causal_padding_mask
 
 logger = logging.getLogger(__name__)
@@ -273,10 +273,14 @@ class MetaVoiceFirstStageModel(MetaVoicePreTrainedModel, GenerationMixin):
 
     def _get_logits_processor(self, generation_config, *args, **kwargs) -> LogitsProcessorList:
         processors = super()._get_logits_processor(generation_config, *args, **kwargs)
-        # guidance combines raw logits: it must run before temperature / top-k / top-p
-        guidance = [p for p in processors if isinstance(p, MetaVoiceGuidanceLogitsProcessor)]
-        others = [p for p in processors if not isinstance(p, MetaVoiceGuidanceLogitsProcessor)]
-        return LogitsProcessorList(guidance + others)
+        # guidance combines raw logits and the stream grammar masks them: both must run before temperature / top-k /
+        # top-p (transformers appends custom processors at the end)
+        first = (MetaVoiceGuidanceLogitsProcessor, MetaVoiceInterleaveLogitsProcessor)
+        ordered = sorted(
+            (p for p in processors if isinstance(p, first)),
+            key=lambda p: not isinstance(p, MetaVoiceGuidanceLogitsProcessor),
+        )
+        return LogitsProcessorList(ordered + [p for p in processors if not isinstance(p, first)])
 
     @torch.no_grad()
     def generate(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor
 
-__all__ = ["MetaVoiceGuidanceLogitsProcessor", "guidance_weights"]
+__all__ = ["MetaVoiceGuidanceLogitsProcessor", "MetaVoiceInterleaveLogitsProcessor", "guidance_weights"]
 
 
 def guidance_weights(guidance_scale) -> tuple[float, ...] | None:
@@ -52,3 +52,24 @@ class MetaVoiceGuidanceLogitsProcessor(LogitsProcessor):
             if weight != 0.0:
                 combined = combined + weight * copy
         return combined.repeat(copies, 1)
+
+
+class MetaVoiceInterleaveLogitsProcessor(LogitsProcessor):
+    """Keeps the generated stream well formed: at even steps after the prompt only codebook-0 codes or
+    end-of-audio, at odd steps only codebook-1 codes (``+codebook_size``). Used by the end-to-end
+    `MetaVoiceForTextToSpeech.generate` (a trained model puts ~all its mass there anyway); runs right after guidance.
+    """
+
+    def __init__(self, prompt_length: int, codebook_size: int, end_of_audio_token_id: int):
+        self.prompt_length = int(prompt_length)
+        self.codebook_size = int(codebook_size)
+        self.end_of_audio_token_id = int(end_of_audio_token_id)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        step = input_ids.shape[1] - self.prompt_length
+        ids = torch.arange(scores.shape[-1], device=scores.device)
+        if step % 2 == 0:
+            allowed = (ids < self.codebook_size) | (ids == self.end_of_audio_token_id)
+        else:
+            allowed = (ids >= self.codebook_size) & (ids < 2 * self.codebook_size)
+        return scores.masked_fill(~allowed, float("-inf"))

@@ -13,10 +13,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..audio_io import AudioInputError
+from ..audio_io import AudioInputError, load_audio_file, to_mono
 
 __all__ = [
     "SpeakerFeatureSettings",
+    "load_reference",
+    "reference_partials",
     "mel_filterbank",
     "mel_power_spectrogram",
     "partial_slices",
@@ -151,3 +153,70 @@ def speaker_partials(wav: np.ndarray, settings: SpeakerFeatureSettings | None = 
         wav = np.pad(wav, (0, needed - wav.shape[0]))
     mel = mel_power_spectrogram(wav, s)
     return np.stack([mel[a:b] for a, b in slices])
+
+
+def _resample_like_librosa(wav: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """``librosa.load(..., sr=target)``'s default resampler (soxr HQ) and its length fix (``ceil(n·ratio)``)."""
+    if rate == target:
+        return wav
+    import soxr
+
+    out = soxr.resample(wav, rate, target, quality="HQ").astype(np.float32, copy=False)
+    size = int(math.ceil(wav.shape[0] * target / rate))
+    if out.shape[0] < size:
+        out = np.pad(out, (0, size - out.shape[0]))
+    return out[:size]
+
+
+def load_reference(reference, target_rate: int) -> np.ndarray:
+    """A path or a ``(waveform, sampling_rate)`` pair -> mono float32 at ``target_rate``.
+
+    Raises:
+        ValueError: not a path/pair, or a sampling rate that is not an integer >= 1000 Hz.
+        AudioInputError: empty audio or NaN/inf samples.
+    """
+    import os
+
+    import torch
+
+    if isinstance(reference, (str, os.PathLike)):
+        data, rate = load_audio_file(reference)
+    elif isinstance(reference, tuple) and len(reference) == 2:
+        data, rate = reference
+    else:
+        raise ValueError(
+            "reference_audio items must be (waveform, sampling_rate) pairs or audio file paths, got "
+            f"{type(reference).__name__}"
+        )
+    if isinstance(rate, torch.Tensor) and rate.numel() == 1:
+        rate = rate.item()
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer, float, np.floating)) or rate != int(rate) \
+            or rate < 1000:
+        raise ValueError(f"reference sampling_rate must be an integer number of Hz (>= 1000), got {rate!r}")
+    wav = to_mono(data)
+    if wav.ndim != 1 or wav.size == 0:
+        raise AudioInputError("reference_audio is empty")
+    if not np.isfinite(wav).all():
+        raise AudioInputError("reference_audio contains NaN or infinite samples")
+    return _resample_like_librosa(wav, int(rate), target_rate)
+
+
+def reference_partials(reference, settings: SpeakerFeatureSettings | None = None, trim: bool = True):
+    """One reference (path or ``(waveform, rate)``) -> ``torch.FloatTensor [P, partials_n_frames, n_mels]``:
+    resampled to 16 kHz like ``librosa.load``, silence trimmed, zero-padded, mel partials.
+
+    Raises:
+        AudioInputError: less than one analysis window (``n_fft`` samples) of sound after trimming.
+    """
+    import torch
+
+    s = settings or SpeakerFeatureSettings()
+    wav = load_reference(reference, s.sampling_rate)
+    if trim:
+        wav = trim_silence(wav, s.trim_top_db)
+    if wav.shape[0] < s.n_fft:
+        raise AudioInputError(
+            f"reference_audio has {wav.shape[0] / s.sampling_rate * 1000:.1f} ms of sound after trimming silence; at "
+            f"least {s.n_fft} samples at {s.sampling_rate} Hz are needed to embed a voice (a few seconds work best)"
+        )
+    return torch.from_numpy(speaker_partials(wav, s, trim=False))
