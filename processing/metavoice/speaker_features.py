@@ -212,6 +212,8 @@ def reference_partials(reference, settings: SpeakerFeatureSettings | None = None
 
     s = settings or SpeakerFeatureSettings()
     wav = load_reference(reference, s.sampling_rate)
+    if float(np.abs(wav).max()) < 1e-5:
+        raise AudioInputError("reference_audio is silent (peak below 1e-5): a reference voice needs sound")
     if trim:
         wav = trim_silence(wav, s.trim_top_db)
     if wav.shape[0] < s.n_fft:
