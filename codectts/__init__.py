@@ -50,7 +50,7 @@ def _register_auto_classes() -> None:
 
 
 def _register_metavoice() -> None:
-    from transformers import AutoConfig, AutoModel, AutoModelForTextToWaveform, AutoProcessor
+    from transformers import AutoConfig, AutoModel, AutoModelForTextToWaveform, AutoProcessor, AutoTokenizer
 
     from .configuration.metavoice import (
         MetaVoiceConfig,
@@ -64,7 +64,7 @@ def _register_metavoice() -> None:
         MetaVoiceSecondStageModel,
         MetaVoiceSpeakerEncoder,
     )
-    from .processing.metavoice import MetaVoiceProcessor
+    from .processing.metavoice import MetaVoiceProcessor, MetaVoiceTokenizer
 
     for config, model in (
         (MetaVoiceConfig, MetaVoiceForTextToSpeech),
@@ -76,6 +76,8 @@ def _register_metavoice() -> None:
         AutoModel.register(config, model, exist_ok=True)
     AutoModelForTextToWaveform.register(MetaVoiceConfig, MetaVoiceForTextToSpeech, exist_ok=True)
     AutoProcessor.register(MetaVoiceConfig, MetaVoiceProcessor, exist_ok=True)
+    # pipeline("text-to-speech") loads a tokenizer too (the BPE with the first-stage offset)
+    AutoTokenizer.register(MetaVoiceConfig, tokenizer_class=MetaVoiceTokenizer, exist_ok=True)
 
 
 _register_auto_classes()

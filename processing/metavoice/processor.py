@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import BatchFeature
+from transformers.processing_utils import ProcessorMixin
 
 from .adapters import deinterleave_first_stage, split_second_stage_rows
 from .speaker_features import SpeakerFeatureSettings, load_reference, reference_partials
@@ -34,8 +35,11 @@ __all__ = ["MetaVoiceProcessor"]
 PROCESSOR_CONFIG = "processor_config.json"
 
 
-class MetaVoiceProcessor:
+class MetaVoiceProcessor(ProcessorMixin):
     r"""Processor of [`MetaVoiceForTextToSpeech`].
+
+    A `ProcessorMixin` for transformers' pipelines, with its own (small) persistence: the tokenizer is not a
+    transformers tokenizer, so the mixin's attribute machinery is not used.
 
     Args:
         tokenizer (`MetaVoiceTokenizer`): the BPE with the first-stage offset.
@@ -46,6 +50,7 @@ class MetaVoiceProcessor:
         normalize (`bool`, defaults to `True`): apply `normalize_text` in `__call__`.
     """
 
+    attributes: list[str] = []
     model_input_names = ["input_ids", "attention_mask", "speaker_features", "speaker_features_mask"]
 
     def __init__(
@@ -57,6 +62,8 @@ class MetaVoiceProcessor:
         sampling_rate: int = 24000,
         normalize: bool = True,
     ):
+        # ProcessorMixin.__init__ is not called: it validates tokenizer/feature-extractor attributes we do not have
+        self.chat_template = None
         if not isinstance(tokenizer, MetaVoiceTokenizer):
             raise TypeError(f"tokenizer must be a MetaVoiceTokenizer, got {type(tokenizer).__name__}")
         self.tokenizer = tokenizer

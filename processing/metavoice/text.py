@@ -75,6 +75,8 @@ class MetaVoiceTokenizer:
     """
 
     vocab_file_name = "metavoice_tokenizer.json"
+    # read by transformers' pipelines: prompts are padded with end-of-audio by the processor, not by a text token
+    pad_token_id = None
 
     def __init__(self, mergeable_ranks, pat_str: str, special_tokens: dict[str, int], offset: int = 0,
                  name: str = "metavoice_bpe"):
