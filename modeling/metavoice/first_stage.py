@@ -36,15 +36,20 @@ class MetaVoicePreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module):
+        # transformers' `initialization` helpers skip tensors that were loaded from a checkpoint
+        from transformers import initialization as init
+
         std = getattr(self.config, "initializer_range", 0.02)
         if isinstance(module, (nn.Linear, nn.Embedding)):
-            module.weight.normal_(0.0, std)
+            init.normal_(module.weight, mean=0.0, std=std)
             if isinstance(module, nn.Linear) and module.bias is not None:
-                module.bias.zero_()
+                init.zeros_(module.bias)
         elif isinstance(module, (LlamaRMSNorm, MetaVoiceLayerNorm)):
-            module.weight.fill_(1.0)
+            init.ones_(module.weight)
         elif isinstance(module, nn.LSTM):
-            module.reset_parameters()
+            bound = module.hidden_size**-0.5
+            for weight in module.parameters():
+                init.uniform_(weight, -bound, bound)
 
 
 @dataclass

@@ -82,3 +82,11 @@ def test_codec_flag_only_for_metavoice(tmp_path):
     (tmp_path / "src").mkdir()
     with pytest.raises(ValueError, match="--codec only applies"):
         convert_checkpoint(tmp_path / "src", tmp_path / "out", codec=tmp_path)
+
+
+def test_loaded_weights_are_the_converted_ones(converted, model):
+    """Every stored tensor arrives unchanged (weight init must not touch loaded tensors on any transformers)."""
+    stored = load_file(converted / "model.safetensors")
+    state = model.state_dict()
+    assert set(state) - set(stored) == {"first_stage.lm_head.weight"}  # tied to the embedding, not stored
+    assert all(torch.equal(state[k], v) for k, v in stored.items())
