@@ -15,6 +15,7 @@ from transformers.models.llama.modeling_llama import LlamaRMSNorm
 from transformers.utils import ModelOutput
 
 from ...configuration.metavoice import MetaVoiceFirstStageConfig
+from ..compat import CACHE_KWARG, resolve_cache
 from .guidance import MetaVoiceGuidanceLogitsProcessor, MetaVoiceInterleaveLogitsProcessor, guidance_weights
 from .layers import MetaVoiceDecoderLayer, MetaVoiceLayerNorm, causal_padding_mask
 
@@ -68,12 +69,6 @@ class MetaVoiceFirstStageOutput(ModelOutput):
     logits: torch.FloatTensor | None = None
     cache: Cache | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
-
-
-def _resolve_cache(cache, past_key_values):
-    if cache is not None and past_key_values is not None and cache is not past_key_values:
-        raise ValueError("pass the KV cache as `cache` or `past_key_values`, not both")
-    return cache if cache is not None else past_key_values
 
 
 class MetaVoiceFirstStageModel(MetaVoicePreTrainedModel, GenerationMixin):
@@ -165,7 +160,7 @@ class MetaVoiceFirstStageModel(MetaVoicePreTrainedModel, GenerationMixin):
                 text id as end-of-text (the prompt-unconditional guidance copy).
             logits_to_keep (`int`): 0 = logits at every position, n = the last n positions.
         """
-        cache = _resolve_cache(cache, past_key_values)
+        cache = resolve_cache(cache, past_key_values)
         if input_ids is None or input_ids.ndim != 2:
             raise ValueError("input_ids must be a [batch_size, sequence_length] LongTensor")
         batch, length = input_ids.shape
@@ -246,7 +241,7 @@ class MetaVoiceFirstStageModel(MetaVoicePreTrainedModel, GenerationMixin):
     ) -> dict:
         # Written out (not inherited) because the generic version differs between transformers 5.0 and 5.24; the
         # positions of a left-padded row restart at 0, which the generic version does not do.
-        cache = _resolve_cache(cache, past_key_values)
+        cache = resolve_cache(cache, past_key_values)
         total = input_ids.shape[1]
         if cache is None:
             past = 0
@@ -275,6 +270,13 @@ class MetaVoiceFirstStageModel(MetaVoicePreTrainedModel, GenerationMixin):
             if name in kwargs:
                 inputs[name] = kwargs[name]
         return inputs
+
+    def _update_model_kwargs_for_generation(self, outputs, model_kwargs, *args, **kwargs):
+        # our output field is `cache` on every release; releases before 5.24 only look for `past_key_values`
+        model_kwargs = super()._update_model_kwargs_for_generation(outputs, model_kwargs, *args, **kwargs)
+        if outputs.get("cache") is not None:
+            model_kwargs[CACHE_KWARG] = outputs["cache"]
+        return model_kwargs
 
     def _get_logits_processor(self, generation_config, *args, **kwargs) -> LogitsProcessorList:
         processors = super()._get_logits_processor(generation_config, *args, **kwargs)
