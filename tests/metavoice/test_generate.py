@@ -124,3 +124,20 @@ def test_generate_errors(model, tts_model, processor):
     assert out.audio is None and len(out.audio_codes) == 1
     with pytest.raises(ValueError, match="codec"):
         processor.decode(out)
+
+
+def test_streaming_first_stage_audio_equals_the_final_coarse_decode(tts_model, processor):
+    from codectts.processing.metavoice.streaming import stream_first_stage_audio
+
+    inputs = processor(text=TEXTS, reference_audio=REFERENCE)
+    stream = stream_first_stage_audio(tts_model, inputs, chunk_frames=3, max_new_tokens=24, top_k=1, top_p=None)
+    chunks = list(stream)
+    assert stream.result is not None
+    for b, codes in enumerate(stream.result.audio_codes):
+        mine = [c for c in chunks if c.batch_index == b]
+        assert mine and mine[-1].is_last and not any(c.is_last for c in mine[:-1])
+        assert [c.first_frame for c in mine] == sorted(c.first_frame for c in mine)
+        coarse = tts_model.decode_audio_codes([codes[:2]])[0]
+        torch.testing.assert_close(torch.cat([c.audio for c in mine]), coarse, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="chunk_frames"):
+        stream_first_stage_audio(tts_model, inputs, chunk_frames=0)
