@@ -141,3 +141,42 @@ def test_streaming_first_stage_audio_equals_the_final_coarse_decode(tts_model, p
         torch.testing.assert_close(torch.cat([c.audio for c in mine]), coarse, atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="chunk_frames"):
         stream_first_stage_audio(tts_model, inputs, chunk_frames=0)
+
+
+def test_model_card_usage_snippet_runs(bundle, tmp_path, monkeypatch):
+    import re
+
+    import soundfile as sf
+    from codectts.hub_cards import __file__ as cards_init
+
+    card = (Path(cards_init).parent / "metavoice.md").read_text()
+    snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    snippet = snippet.replace("path/to/metavoice", str(bundle)).replace("max_new_tokens=300", "max_new_tokens=12")
+    sf.write(tmp_path / "reference.wav", REFERENCE[0], REFERENCE[1], subtype="FLOAT")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet, "metavoice.md", "exec"), {})
+    assert sf.info(str(tmp_path / "output.wav")).samplerate == 24000
+
+
+def test_half_precision_generation(bundle, processor):
+    from transformers import AutoModel
+
+    half = AutoModel.from_pretrained(bundle, dtype=torch.bfloat16).eval()
+    assert half.first_stage.embed_tokens.weight.dtype == torch.bfloat16
+    out = half.generate(**processor(text=TEXTS, reference_audio=REFERENCE), max_new_tokens=12,
+                        cache_implementation="static")
+    assert all(c.shape[0] == 8 and c.shape[1] > 0 for c in out.audio_codes)
+    assert all(a.dtype == torch.float32 and bool(torch.isfinite(a).all()) for a in out.audio)
+
+
+def test_deepfilternet_is_optional_with_a_clear_error():
+    from codectts.processing.metavoice.enhance import deepfilternet_enhance
+
+    try:
+        import df  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="deepfilter"):
+            deepfilternet_enhance(torch.zeros(2400), 24000)
+    else:  # pragma: no cover - only where the extra is installed
+        audio, rate = deepfilternet_enhance(torch.randn(24000) * 0.1, 24000)
+        assert rate == 48000 and audio.ndim == 1
