@@ -177,3 +177,24 @@ def test_training_step_reduces_the_loss(converted):
         optimizer.step()
         optimizer.zero_grad()
     assert losses[-1] < losses[0]
+
+
+def test_cache_kwarg_names_and_generation_config_guidance(model):
+    """`cache=` and `past_key_values=` are the same argument; transformers' float `guidance_scale` in a
+    GenerationConfig means (g, 1.0) and never reaches transformers' own CFG processor."""
+    from transformers import DynamicCache, GenerationConfig
+
+    idx = OUT["forward.idx"][:1, 0]
+    full = model.first_stage(idx, speaker_embeds=SPEAKERS[:1]).logits
+    for name in ("cache", "past_key_values"):
+        cache = DynamicCache()
+        head = model.first_stage(idx[:, :-4], speaker_embeds=SPEAKERS[:1], use_cache=True, **{name: cache})
+        tail = model.first_stage(idx[:, -4:], speaker_embeds=SPEAKERS[:1], use_cache=True, **{name: head.cache})
+        torch.testing.assert_close(tail.logits, full[:, -4:], atol=1e-5, rtol=0)
+        assert "past_key_values" not in tail.keys()
+    with pytest.raises(ValueError, match="cache"):
+        model.first_stage(idx, cache=DynamicCache(), past_key_values=DynamicCache())
+    prompt = OUT["gen.g1.kv0.b1.n8.input"][:, 0]
+    config = GenerationConfig(guidance_scale=3.0, max_new_tokens=8, do_sample=False)
+    tokens = model.first_stage.generate(prompt, speaker_embeds=SPEAKERS[:1], generation_config=config)
+    assert torch.equal(tokens, OUT["gen.g1.kv0.b1.n8.tokens"][:, 0])
