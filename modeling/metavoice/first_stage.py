@@ -82,7 +82,7 @@ class MetaVoiceFirstStageModel(MetaVoicePreTrainedModel, GenerationMixin):
 
     config_class = MetaVoiceFirstStageConfig
     _tied_weights_keys = {"lm_head.weight": "embed_tokens.weight"}
-    _can_compile_fullgraph = False
+    _can_compile_fullgraph = True  # static cache + torch.compile(fullgraph=True): same tokens (tests/metavoice, GPU)
     _supports_static_cache = True
 
     def __init__(self, config: MetaVoiceFirstStageConfig):

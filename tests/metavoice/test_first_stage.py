@@ -198,3 +198,23 @@ def test_cache_kwarg_names_and_generation_config_guidance(model):
     config = GenerationConfig(guidance_scale=3.0, max_new_tokens=8, do_sample=False)
     tokens = model.first_stage.generate(prompt, speaker_embeds=SPEAKERS[:1], generation_config=config)
     assert torch.equal(tokens, OUT["gen.g1.kv0.b1.n8.tokens"][:, 0])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="torch.compile of the decode step is exercised on CUDA")
+def test_compiled_static_cache_gives_the_same_tokens(model):
+    """Static cache + torch.compile(fullgraph=True) of the decode step (CUDA graphs) = the recorded greedy tokens.
+    (Also checked on CPU with CompileConfig._compile_all_devices; too slow for the CPU suite.)"""
+    from transformers import CompileConfig
+
+    first = model.first_stage.to("cuda")
+    try:
+        key = "gen.g2.kv0.b2.n40"
+        prompts = OUT[f"{key}.input"][:, 0].cuda()
+        tokens = first.generate(
+            prompts, speaker_embeds=SPEAKERS[:2].cuda(), guidance_scale=GUIDANCE[2], max_new_tokens=40,
+            do_sample=False, cache_implementation="static", compile_config=CompileConfig(fullgraph=True),
+        )
+        assert torch.equal(tokens.cpu(), OUT[f"{key}.tokens"][:, 0])
+    finally:
+        first.to("cpu")
