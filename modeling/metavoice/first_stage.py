@@ -96,6 +96,9 @@ class MetaVoiceFirstStageModel(MetaVoicePreTrainedModel, GenerationMixin):
         self.norm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
+        if getattr(self, "generation_config", None) is not None:
+            # the original's sampling defaults; top_k=0 = off (transformers would otherwise fill in top_k=50)
+            self.generation_config.update(do_sample=True, temperature=1.0, top_p=0.95, top_k=0)
 
     def get_input_embeddings(self):
         return self.embed_tokens
