@@ -35,10 +35,16 @@ SIZES = {
         codec=dict(),  # EnCodec 24 kHz as released (facebook/encodec_24khz architecture)
     ),
     "tiny": dict(
-        first=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=1024,
-                   speaker_embedding_dim=64),
-        second=dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=4, block_size=512,
-                    speaker_embedding_dim=64),
+        first=dict(
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=1024,
+            speaker_embedding_dim=64,
+        ),
+        second=dict(
+            hidden_size=48, num_hidden_layers=2, num_attention_heads=4, block_size=512, speaker_embedding_dim=64
+        ),
         speaker=dict(hidden_size=48, embedding_size=64),
         codec=dict(num_filters=4, hidden_size=16, codebook_dim=16, num_residual_layers=1, num_lstm_layers=1),
     ),
@@ -107,8 +113,13 @@ def run(model, batch: int, tokens: int, prompt_len: int, mode: str, device, repe
     ids = ids.to(device)
     speakers = torch.nn.functional.normalize(torch.randn(batch, fs.speaker_embedding_dim), dim=-1).to(device)
     kwargs = dict(
-        speaker_embeds=speakers.to(model.dtype), guidance_scale=(3.0, 1.0), max_new_tokens=tokens,
-        min_new_tokens=tokens, do_sample=True, top_p=0.95, **mode_kwargs(mode, device),
+        speaker_embeds=speakers.to(model.dtype),
+        guidance_scale=(3.0, 1.0),
+        max_new_tokens=tokens,
+        min_new_tokens=tokens,
+        do_sample=True,
+        top_p=0.95,
+        **mode_kwargs(mode, device),
     )
     with torch.no_grad():
         model.first_stage.generate(ids, **kwargs)  # warm-up (compiles)
@@ -132,8 +143,10 @@ def run(model, batch: int, tokens: int, prompt_len: int, mode: str, device, repe
             rows[:, 0, prompt_len : prompt_len + n] = c0[:, :n]
             rows[:, 1, prompt_len : prompt_len + n] = c1[:, :n]
             fine = model._second_stage_generate(rows, speakers.to(model.dtype), True, 1.0, 200)
-            codes = [torch.cat([c0[b : b + 1, :n], c1[b : b + 1, :n], fine[b, :, prompt_len : prompt_len + n]])
-                     for b in range(batch)]
+            codes = [
+                torch.cat([c0[b : b + 1, :n], c1[b : b + 1, :n], fine[b, :, prompt_len : prompt_len + n]])
+                for b in range(batch)
+            ]
             model.decode_audio_codes(codes)
             sync(device)
             rest = time.perf_counter() - start
@@ -142,9 +155,14 @@ def run(model, batch: int, tokens: int, prompt_len: int, mode: str, device, repe
     first, rest, memory = best
     audio_s = tokens / 2 / FRAME_RATE
     return {
-        "batch": batch, "mode": mode, "tokens": tokens,
-        "tok/s/seq": tokens / first, "tok/s total": batch * tokens / first,
-        "RTF 1st": first / (batch * audio_s), "RTF e2e": (first + rest) / (batch * audio_s), "peak MB": memory,
+        "batch": batch,
+        "mode": mode,
+        "tokens": tokens,
+        "tok/s/seq": tokens / first,
+        "tok/s total": batch * tokens / first,
+        "RTF 1st": first / (batch * audio_s),
+        "RTF e2e": (first + rest) / (batch * audio_s),
+        "peak MB": memory,
     }
 
 
@@ -152,7 +170,7 @@ def format_table(rows: list[dict]) -> str:
     headers = list(rows[0])
     cells = [[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row.values()] for row in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    line = lambda values: "| " + " | ".join(v.rjust(w) for v, w in zip(values, widths)) + " |"  # noqa: E731
+    line = lambda values: "| " + " | ".join(v.rjust(w) for v, w in zip(values, widths)) + " |"
     return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, cells)])
 
 

@@ -68,7 +68,9 @@ class MetaVoiceFirstStageConfig(PretrainedConfig):
         **kwargs,
     ):
         if hidden_size % num_attention_heads:
-            raise ValueError(f"hidden_size {hidden_size} must be divisible by num_attention_heads {num_attention_heads}")
+            raise ValueError(
+                f"hidden_size {hidden_size} must be divisible by num_attention_heads {num_attention_heads}"
+            )
         self.vocab_size = int(vocab_size)
         self.hidden_size = int(hidden_size)
         self.num_hidden_layers = int(num_hidden_layers)
@@ -140,7 +142,9 @@ class MetaVoiceSecondStageConfig(PretrainedConfig):
         **kwargs,
     ):
         if hidden_size % num_attention_heads:
-            raise ValueError(f"hidden_size {hidden_size} must be divisible by num_attention_heads {num_attention_heads}")
+            raise ValueError(
+                f"hidden_size {hidden_size} must be divisible by num_attention_heads {num_attention_heads}"
+            )
         self.vocab_sizes = [int(v) for v in (vocab_sizes or [1538, 1025])]
         self.num_output_heads = int(num_output_heads)
         self.output_vocab_size = int(output_vocab_size)

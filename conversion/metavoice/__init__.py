@@ -130,8 +130,10 @@ def convert_first_stage(state: dict, model_args: dict, meta: dict):
     from ...configuration.metavoice import MetaVoiceFirstStageConfig
 
     _check_args(model_args, "first_stage", causal=True, bias=False, norm_type="rmsnorm", nonlinearity_type="swiglu")
-    _expect(len(model_args["vocab_sizes"]) == 1 and not model_args.get("target_vocab_sizes"),
-            "first_stage: expected one token stream with a tied head")
+    _expect(
+        len(model_args["vocab_sizes"]) == 1 and not model_args.get("target_vocab_sizes"),
+        "first_stage: expected one token stream with a tied head",
+    )
     _expect("speaker_cond_pos.weight" in state, "first_stage: the checkpoint has no speaker conditioning")
     hidden = int(model_args["n_embd"])
     vocab = int(model_args["vocab_sizes"][0])
@@ -162,8 +164,13 @@ def convert_first_stage(state: dict, model_args: dict, meta: dict):
         out[q + "mlp.gate_proj.weight"] = state[p + "mlp.swiglu.w1.weight"]
         out[q + "mlp.up_proj.weight"] = state[p + "mlp.swiglu.w3.weight"]
         out[q + "mlp.down_proj.weight"] = state[p + "mlp.c_proj.weight"]
-    used = {"lm_heads.0.weight", "transformer.wtes.0.weight", "transformer.wpe.weight", "speaker_cond_pos.weight",
-            "transformer.ln_f.weight"}
+    used = {
+        "lm_heads.0.weight",
+        "transformer.wtes.0.weight",
+        "transformer.wpe.weight",
+        "speaker_cond_pos.weight",
+        "transformer.ln_f.weight",
+    }
     used |= {k for k in state if k.startswith("transformer.h.")}
     _expect(not set(state) - used, f"first_stage: unexpected tensors {sorted(set(state) - used)[:8]}")
     return config, out
@@ -235,8 +242,9 @@ def _tokenizer_from(meta: dict, stage: str):
     return MetaVoiceTokenizer.from_dict(data)
 
 
-def write_converted_metavoice(src: Path, out: Path, codec: str | os.PathLike | None = None,
-                              trust_pickle: bool | None = None) -> None:
+def write_converted_metavoice(
+    src: Path, out: Path, codec: str | os.PathLike | None = None, trust_pickle: bool | None = None
+) -> None:
     """Write the converted folder into the existing folder ``out`` (see the module docstring)."""
     from ...configuration.metavoice import MetaVoiceConfig
     from ...processing.metavoice.processor import MetaVoiceProcessor
@@ -261,10 +269,14 @@ def write_converted_metavoice(src: Path, out: Path, codec: str | os.PathLike | N
 
         codec_model = EncodecModel.from_pretrained(str(codec))
         cc = codec_model.config
-        _expect(cc.codebook_size == fs_config.codebook_size,
-                f"codec codebook size {cc.codebook_size} differs from the model's {fs_config.codebook_size}")
-        _expect(int(cc.sampling_rate) == 24000, f"MetaVoice codes are EnCodec 24 kHz codes, the codec runs at "
-                                                f"{cc.sampling_rate} Hz")
+        _expect(
+            cc.codebook_size == fs_config.codebook_size,
+            f"codec codebook size {cc.codebook_size} differs from the model's {fs_config.codebook_size}",
+        )
+        _expect(
+            int(cc.sampling_rate) == 24000,
+            f"MetaVoice codes are EnCodec 24 kHz codes, the codec runs at {cc.sampling_rate} Hz",
+        )
         codec_config = cc.to_dict()
         state.update({f"codec.{k}": v.detach().clone() for k, v in codec_model.state_dict().items()})
     config = MetaVoiceConfig(
@@ -279,8 +291,14 @@ def write_converted_metavoice(src: Path, out: Path, codec: str | os.PathLike | N
     MetaVoiceProcessor.from_model_config(config, tokenizer).save_pretrained(out)
 
 
-def convert_metavoice(src: str | os.PathLike, dst: str | os.PathLike, *, codec: str | os.PathLike | None = None,
-                      overwrite: bool = False, trust_pickle: bool | None = None) -> Path:
+def convert_metavoice(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    codec: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    trust_pickle: bool | None = None,
+) -> Path:
     """Convert the MetaVoice checkpoint folder ``src`` into ``dst`` (atomic); ``codec`` bundles an EnCodec folder."""
     src, dst = Path(src), Path(dst)
     if not is_metavoice_folder(src):

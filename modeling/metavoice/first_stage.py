@@ -214,7 +214,9 @@ class MetaVoiceFirstStageModel(MetaVoicePreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             if labels.shape != (batch, length):
-                raise ValueError(f"labels must have the shape of input_ids {(batch, length)}, got {tuple(labels.shape)}")
+                raise ValueError(
+                    f"labels must have the shape of input_ids {(batch, length)}, got {tuple(labels.shape)}"
+                )
             if logits_to_keep:
                 raise ValueError("labels need the logits of every position (logits_to_keep=0)")
             loss = F.cross_entropy(
@@ -222,8 +224,9 @@ class MetaVoiceFirstStageModel(MetaVoicePreTrainedModel, GenerationMixin):
                 labels[:, 1:].reshape(-1).to(logits.device),
                 ignore_index=-100,
             )
-        return MetaVoiceFirstStageOutput(loss=loss, logits=logits, cache=cache if use_cache is not False else None,
-                                         hidden_states=all_hidden)
+        return MetaVoiceFirstStageOutput(
+            loss=loss, logits=logits, cache=cache if use_cache is not False else None, hidden_states=all_hidden
+        )
 
     # -----------------------------------------------------------------------------------------------------------------
     # generation
@@ -329,9 +332,7 @@ class MetaVoiceFirstStageModel(MetaVoicePreTrainedModel, GenerationMixin):
             attention_mask = torch.ones_like(input_ids)
         longest = int(attention_mask.sum(-1).max())
         if longest >= context:
-            raise ValueError(
-                f"the prompt has {longest} tokens but the context is {context}: shorten the text"
-            )
+            raise ValueError(f"the prompt has {longest} tokens but the context is {context}: shorten the text")
         if generation_config is not None and isinstance(getattr(generation_config, "guidance_scale", None), float):
             # transformers' own CFG field: treat it as the speaker scale, never let its processor see it
             generation_config = GenerationConfig.from_dict(generation_config.to_dict())
@@ -349,8 +350,9 @@ class MetaVoiceFirstStageModel(MetaVoicePreTrainedModel, GenerationMixin):
         elif max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         elif max_new_tokens > room:
-            logger.warning("max_new_tokens=%d would overflow the context of %d; generating %d", max_new_tokens,
-                           context, room)
+            logger.warning(
+                "max_new_tokens=%d would overflow the context of %d; generating %d", max_new_tokens, context, room
+            )
             max_new_tokens = room
         kwargs.pop("max_length", None)
 

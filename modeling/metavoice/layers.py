@@ -43,9 +43,7 @@ class MetaVoiceAttention(nn.Module):
         if callable(attention_mask):  # built once per forward, for the key length the cache gives
             attention_mask = attention_mask(key.shape[-2])
         implementation = self.config._attn_implementation or "eager"
-        attention = (
-            eager_attention_forward if implementation == "eager" else ALL_ATTENTION_FUNCTIONS[implementation]
-        )
+        attention = eager_attention_forward if implementation == "eager" else ALL_ATTENTION_FUNCTIONS[implementation]
         output, _ = attention(
             self,
             query,

@@ -100,9 +100,7 @@ class MetaVoiceForTextToSpeech(MetaVoicePreTrainedModel, GenerationMixin):
                 raise ValueError(f"got {len(refs)} reference_audio items for {batch} prompts")
             speaker_embeds = torch.stack([self.embed_speaker(*r) for r in refs])
         elif speaker_features is not None:
-            speaker_embeds = self.speaker_encoder(
-                speaker_features.to(device), speaker_features_mask
-            ).speaker_embeds
+            speaker_embeds = self.speaker_encoder(speaker_features.to(device), speaker_features_mask).speaker_embeds
         if speaker_embeds is not None:
             if speaker_embeds.ndim == 1:
                 speaker_embeds = speaker_embeds[None].expand(batch, -1)
@@ -214,7 +212,9 @@ class MetaVoiceForTextToSpeech(MetaVoicePreTrainedModel, GenerationMixin):
             rows[b, 0, length : length + frames] = c0
             rows[b, 1, length : length + frames] = c1
             spans.append((length, frames, c0, c1))
-        fine = self._second_stage_generate(rows, speaker_embeds, do_sample, second_stage_temperature, second_stage_top_k)
+        fine = self._second_stage_generate(
+            rows, speaker_embeds, do_sample, second_stage_temperature, second_stage_top_k
+        )
         audio_codes = []
         for b, (length, frames, c0, c1) in enumerate(spans):
             audio_codes.append(torch.cat([c0[None], c1[None], fine[b, :, length : length + frames]], dim=0))

@@ -18,10 +18,10 @@ from ..audio_io import AudioInputError, load_audio_file, to_mono
 __all__ = [
     "SpeakerFeatureSettings",
     "load_reference",
-    "reference_partials",
     "mel_filterbank",
     "mel_power_spectrogram",
     "partial_slices",
+    "reference_partials",
     "speaker_partials",
     "trim_silence",
 ]
@@ -190,8 +190,12 @@ def load_reference(reference, target_rate: int) -> np.ndarray:
         )
     if isinstance(rate, torch.Tensor) and rate.numel() == 1:
         rate = rate.item()
-    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer, float, np.floating)) or rate != int(rate) \
-            or rate < 1000:
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, (int, np.integer, float, np.floating))
+        or rate != int(rate)
+        or rate < 1000
+    ):
         raise ValueError(f"reference sampling_rate must be an integer number of Hz (>= 1000), got {rate!r}")
     wav = to_mono(data)
     if wav.ndim != 1 or wav.size == 0:

@@ -78,8 +78,14 @@ class MetaVoiceTokenizer:
     # read by transformers' pipelines: prompts are padded with end-of-audio by the processor, not by a text token
     pad_token_id = None
 
-    def __init__(self, mergeable_ranks, pat_str: str, special_tokens: dict[str, int], offset: int = 0,
-                 name: str = "metavoice_bpe"):
+    def __init__(
+        self,
+        mergeable_ranks,
+        pat_str: str,
+        special_tokens: dict[str, int],
+        offset: int = 0,
+        name: str = "metavoice_bpe",
+    ):
         import regex
 
         self.mergeable_ranks = {bytes(k): int(v) for k, v in mergeable_ranks.items()}

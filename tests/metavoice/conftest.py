@@ -6,8 +6,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import codectts  # noqa: F401  (registers the Auto classes)
 import pytest
+
+import codectts  # noqa: F401  (registers the Auto classes)
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "metavoice"
 

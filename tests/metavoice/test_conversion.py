@@ -7,9 +7,10 @@ import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file
+
 from codectts.conversion import CheckpointMismatchError, convert_checkpoint
 from codectts.conversion.metavoice import is_metavoice_folder, load_original_checkpoint
-from safetensors.torch import load_file
 
 
 def test_auto_classes_load_the_converted_folder(converted, model, processor):
@@ -21,7 +22,10 @@ def test_auto_classes_load_the_converted_folder(converted, model, processor):
     # tied head: one tensor, the embedding
     assert model.first_stage.lm_head.weight.data_ptr() == model.first_stage.embed_tokens.weight.data_ptr()
     assert sorted(p.name for p in converted.iterdir()) == [
-        "config.json", "metavoice_tokenizer.json", "model.safetensors", "processor_config.json"
+        "config.json",
+        "metavoice_tokenizer.json",
+        "model.safetensors",
+        "processor_config.json",
     ]
 
 

@@ -26,7 +26,9 @@ def original_labels(targets: torch.Tensor) -> torch.Tensor:
 
 def test_logits_and_loss_match_the_original(model):
     idx = OUT["forward.idx"][:, 0]
-    out = model.first_stage(idx, speaker_embeds=SPEAKERS[: idx.shape[0]], labels=original_labels(OUT["forward.targets"][:, 0]))
+    out = model.first_stage(
+        idx, speaker_embeds=SPEAKERS[: idx.shape[0]], labels=original_labels(OUT["forward.targets"][:, 0])
+    )
     torch.testing.assert_close(out.logits, OUT["forward.logits"], atol=1e-5, rtol=0)
     torch.testing.assert_close(out.loss, OUT["forward.loss"], atol=1e-5, rtol=0)
     torch.testing.assert_close(out.logits[:, -1:], OUT["forward_last.logits"], atol=1e-5, rtol=0)
@@ -63,8 +65,13 @@ def recorded_trajectories():
 
 def generate(model, prompts: torch.Tensor, **kwargs) -> torch.Tensor:
     return model.first_stage.generate(
-        prompts, torch.ones_like(prompts), speaker_embeds=SPEAKERS[: prompts.shape[0]], do_sample=True, top_k=1,
-        temperature=1.0, **kwargs,
+        prompts,
+        torch.ones_like(prompts),
+        speaker_embeds=SPEAKERS[: prompts.shape[0]],
+        do_sample=True,
+        top_k=1,
+        temperature=1.0,
+        **kwargs,
     )
 
 
@@ -118,8 +125,14 @@ def test_left_padded_batch_equals_rows_alone_and_original_e2e(model, processor):
     mask = torch.stack([torch.cat([torch.zeros(width - len(r)), torch.ones(len(r))]).long() for r in rows])
     for use_cache in (False, True):
         tokens = model.first_stage.generate(
-            padded, mask, speaker_embeds=SPEAKERS[:2], guidance_scale=(3.0, 1.0), max_new_tokens=40, do_sample=True,
-            top_k=1, use_cache=use_cache,
+            padded,
+            mask,
+            speaker_embeds=SPEAKERS[:2],
+            guidance_scale=(3.0, 1.0),
+            max_new_tokens=40,
+            do_sample=True,
+            top_k=1,
+            use_cache=use_cache,
         )
         for b, row in enumerate(rows):
             raw = OUT[f"e2e.{'kv' if use_cache else 'nokv'}.b{b}.raw_tokens"][0]
@@ -160,8 +173,9 @@ def test_bad_input(model):
 
 
 def test_training_step_reduces_the_loss(converted):
-    from codectts.modeling.metavoice import MetaVoiceFirstStageModel
     from transformers import AutoModel
+
+    from codectts.modeling.metavoice import MetaVoiceFirstStageModel
 
     first = AutoModel.from_pretrained(converted).first_stage
     assert isinstance(first, MetaVoiceFirstStageModel)
@@ -212,8 +226,13 @@ def test_compiled_static_cache_gives_the_same_tokens(model):
         key = "gen.g2.kv0.b2.n40"
         prompts = OUT[f"{key}.input"][:, 0].cuda()
         tokens = first.generate(
-            prompts, speaker_embeds=SPEAKERS[:2].cuda(), guidance_scale=GUIDANCE[2], max_new_tokens=40,
-            do_sample=False, cache_implementation="static", compile_config=CompileConfig(fullgraph=True),
+            prompts,
+            speaker_embeds=SPEAKERS[:2].cuda(),
+            guidance_scale=GUIDANCE[2],
+            max_new_tokens=40,
+            do_sample=False,
+            cache_implementation="static",
+            compile_config=CompileConfig(fullgraph=True),
         )
         assert torch.equal(tokens.cpu(), OUT[f"{key}.tokens"][:, 0])
     finally:

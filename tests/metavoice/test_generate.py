@@ -19,12 +19,19 @@ TEXTS = ["Hello world.", "A second, longer sentence to speak."]
 @pytest.fixture(scope="module")
 def bundle(pt_source, tmp_path_factory):
     """The converted fixture with a tiny random EnCodec (24 kHz, 75 Hz, 8 codebooks of 1024) bundled."""
-    from codectts.conversion import convert_checkpoint
     from transformers import EncodecConfig, EncodecModel
 
+    from codectts.conversion import convert_checkpoint
+
     config = EncodecConfig(
-        num_filters=4, hidden_size=16, codebook_dim=16, num_residual_layers=1, num_lstm_layers=1,
-        upsampling_ratios=[8, 5, 4, 2], codebook_size=1024, target_bandwidths=[1.5, 6.0],
+        num_filters=4,
+        hidden_size=16,
+        codebook_dim=16,
+        num_residual_layers=1,
+        num_lstm_layers=1,
+        upsampling_ratios=[8, 5, 4, 2],
+        codebook_size=1024,
+        target_bandwidths=[1.5, 6.0],
     )
     torch.manual_seed(0)
     codec_dir = tmp_path_factory.mktemp("encodec")
@@ -147,10 +154,11 @@ def test_model_card_usage_snippet_runs(bundle, tmp_path, monkeypatch):
     import re
 
     import soundfile as sf
+
     from codectts.hub_cards import __file__ as cards_init
 
     card = (Path(cards_init).parent / "metavoice.md").read_text()
-    snippet = re.search(r"```python\n(.*?)```", card, re.S).group(1)
+    snippet = re.search(r"```python\n(.*?)```", card, re.DOTALL).group(1)
     snippet = snippet.replace("path/to/metavoice", str(bundle)).replace("max_new_tokens=300", "max_new_tokens=12")
     sf.write(tmp_path / "reference.wav", REFERENCE[0], REFERENCE[1], subtype="FLOAT")
     monkeypatch.chdir(tmp_path)
@@ -163,8 +171,9 @@ def test_half_precision_generation(bundle, processor):
 
     half = AutoModel.from_pretrained(bundle, dtype=torch.bfloat16).eval()
     assert half.first_stage.embed_tokens.weight.dtype == torch.bfloat16
-    out = half.generate(**processor(text=TEXTS, reference_audio=REFERENCE), max_new_tokens=12,
-                        cache_implementation="static")
+    out = half.generate(
+        **processor(text=TEXTS, reference_audio=REFERENCE), max_new_tokens=12, cache_implementation="static"
+    )
     assert all(c.shape[0] == 8 and c.shape[1] > 0 for c in out.audio_codes)
     assert all(a.dtype == torch.float32 and bool(torch.isfinite(a).all()) for a in out.audio)
 

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from safetensors.torch import load_file
+
 from codectts.processing.metavoice import mel_power_spectrogram
 from codectts.processing.metavoice.speaker_features import partial_slices
-from safetensors.torch import load_file
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "metavoice"
 SECOND = load_file(str(GOLDEN / "second_stage" / "outputs.safetensors"))
@@ -23,7 +24,8 @@ SPEAKER_INFO = json.loads((GOLDEN / "speaker_encoder" / "meta.json").read_text()
 
 def test_second_stage_logits_and_loss(model):
     out = model.second_stage(
-        SECOND["forward.idx"], speaker_embeds=SECOND["inputs.speaker_embs"],
+        SECOND["forward.idx"],
+        speaker_embeds=SECOND["inputs.speaker_embs"],
         labels=SECOND["forward.targets"].masked_fill(SECOND["forward.targets"] == -1, -100),
     )
     assert len(out.logits) == model.config.second_stage_config.num_output_heads

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from codectts.processing.metavoice import MetaVoiceTokenizer, deinterleave_first_stage, split_second_stage_rows
 from safetensors.torch import load_file
+
+from codectts.processing.metavoice import MetaVoiceTokenizer, deinterleave_first_stage, split_second_stage_rows
 
 GOLDEN = Path(__file__).resolve().parents[1] / "fixtures" / "golden" / "metavoice"
 TOKENIZER_INFO = json.loads((GOLDEN / "tokenizer" / "meta.json").read_text())["info"]
