@@ -237,3 +237,13 @@ def test_compiled_static_cache_gives_the_same_tokens(model):
         assert torch.equal(tokens.cpu(), OUT[f"{key}.tokens"][:, 0])
     finally:
         first.to("cpu")
+
+
+def test_batch_order_does_not_matter(model):
+    """`gen.bs1_of2`: the two prompts (and their voices) in reverse order, generated one at a time by the original."""
+    prompts = OUT["gen.bs1_of2.input"][:, 0]
+    speakers = SPEAKERS[[1, 0]]
+    tokens = model.first_stage.generate(
+        prompts, speaker_embeds=speakers, guidance_scale=(3.0, 1.0), max_new_tokens=40, do_sample=False
+    )
+    assert torch.equal(tokens, OUT["gen.bs1_of2.tokens"][:, 0])
