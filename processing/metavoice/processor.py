@@ -163,7 +163,13 @@ class MetaVoiceProcessor(ProcessorMixin):
         return_tensors: str | None = "pt",
         **kwargs,
     ) -> BatchFeature:
-        """Texts (and optional reference voices) -> model inputs; see the module docstring."""
+        """Texts (and optional reference voices) -> model inputs; see the module docstring.
+
+        ``processor_kwargs={"reference_audio": ...}`` (how transformers' text-to-speech pipeline forwards processor
+        arguments) is accepted too."""
+        extra = dict(kwargs.pop("processor_kwargs", None) or {})
+        if reference_audio is None:
+            reference_audio = extra.pop("reference_audio", None)
         if text is None:
             raise ValueError("text is required")
         texts = [text] if isinstance(text, str) else list(text)

@@ -94,3 +94,18 @@ def test_loaded_weights_are_the_converted_ones(converted, model):
     state = model.state_dict()
     assert set(state) - set(stored) == {"first_stage.lm_head.weight"}  # tied to the embedding, not stored
     assert all(torch.equal(state[k], v) for k, v in stored.items())
+
+
+def test_sub_models_save_and_load_on_their_own(model, tmp_path):
+    from transformers import AutoModel
+
+    idx = torch.tensor([[2121, 2150, 2314, 2561]])
+    for name in ("first_stage", "second_stage", "speaker_encoder"):
+        part = getattr(model, name)
+        part.save_pretrained(tmp_path / name)
+        again = AutoModel.from_pretrained(tmp_path / name).eval()
+        assert type(again) is type(part)
+        assert all(torch.equal(a, b) for a, b in zip(part.state_dict().values(), again.state_dict().values()))
+    first = AutoModel.from_pretrained(tmp_path / "first_stage").eval()
+    assert first.lm_head.weight.data_ptr() == first.embed_tokens.weight.data_ptr()
+    torch.testing.assert_close(first(idx).logits, model.first_stage(idx).logits)

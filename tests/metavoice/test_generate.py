@@ -189,3 +189,10 @@ def test_deepfilternet_is_optional_with_a_clear_error():
     else:  # pragma: no cover - only where the extra is installed
         audio, rate = deepfilternet_enhance(torch.randn(24000) * 0.1, 24000)
         assert rate == 48000 and audio.ndim == 1
+
+
+def test_pipeline_processor_kwargs_reference(bundle, processor):
+    """transformers' pipeline forwards `processor_kwargs` (>= 5.x): the voice can travel that way too."""
+    direct = processor(text=TEXTS[0], reference_audio=REFERENCE)
+    via = processor(TEXTS[0], processor_kwargs={"reference_audio": REFERENCE})
+    assert torch.equal(direct["speaker_features"], via["speaker_features"])
