@@ -328,6 +328,10 @@ class MetaVoiceFirstStageModel(MetaVoicePreTrainedModel, GenerationMixin):
         if prompt_length == 0:
             raise ValueError("input_ids is empty: the prompt needs at least the end-of-text token")
         context = self.config.max_position_embeddings
+        if bool((input_ids < 0).any() or (input_ids >= self.config.vocab_size).any()):
+            raise ValueError(
+                f"input_ids must be first-stage ids in [0, {self.config.vocab_size}) (use processor.tokenizer.encode)"
+            )
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         longest = int(attention_mask.sum(-1).max())

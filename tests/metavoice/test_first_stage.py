@@ -170,6 +170,8 @@ def test_bad_input(model):
         model.first_stage.generate(too_long[:, :4], speaker_embeds=SPEAKERS[:1], guidance_scale=0.5, max_new_tokens=4)
     with pytest.raises(ValueError, match="speaker_embeds"):
         model.first_stage(too_long[:, :4], speaker_embeds=SPEAKERS[:2])
+    with pytest.raises(ValueError, match="input_ids"):
+        model.first_stage.generate(too_long[:, :4] + config.vocab_size, max_new_tokens=4)
 
 
 def test_training_step_reduces_the_loss(converted):
