@@ -77,7 +77,8 @@ def convert_checkpoint(
     src, dst = Path(src), Path(dst)
     from .metavoice import convert_metavoice, is_metavoice_folder
 
-    if not (src / "config.json").is_file() and is_metavoice_folder(src):
+    # detected by its checkpoint files: the Hub repo's config.json is only a stub (all configuration is in the .pt)
+    if is_metavoice_folder(src):
         if tokenizer or audio_tokenizer:
             raise ValueError("MetaVoice folders carry their own tokenizer; bundle EnCodec with --codec instead")
         return convert_metavoice(src, dst, codec=codec, overwrite=overwrite)

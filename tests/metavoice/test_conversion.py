@@ -41,8 +41,11 @@ def test_safetensors_variant_converts_to_the_same_weights(converted, safetensors
 def test_cli_convert_detects_the_metavoice_folder(pt_source, tmp_path):
     from codectts.cli import main
 
+    src = tmp_path / "src"
+    shutil.copytree(pt_source, src)
+    (src / "config.json").write_text('{"model_type": "metavoice"}')  # the Hub repo's stub
     dst = tmp_path / "cli"
-    assert main(["convert", str(pt_source), str(dst)]) == 0
+    assert main(["convert", str(src), str(dst)]) == 0
     assert (dst / "config.json").is_file() and (dst / "model.safetensors").is_file()
     # a MetaVoice folder takes no MOSS tokenizer; the CLI reports it as a usage error
     assert main(["convert", str(pt_source), str(tmp_path / "x"), "--tokenizer", str(pt_source)]) == 2
