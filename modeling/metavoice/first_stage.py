@@ -295,6 +295,11 @@ class MetaVoiceFirstStageModel(MetaVoicePreTrainedModel, GenerationMixin):
         )
         return LogitsProcessorList(ordered + [p for p in processors if not isinstance(p, first)])
 
+    def _pad_with_end_of_audio(self, sequences: torch.Tensor, total: int) -> torch.Tensor:
+        if sequences.shape[1] >= total:
+            return sequences
+        return F.pad(sequences, (0, total - sequences.shape[1]), value=self.config.end_of_audio_token_id)
+
     @torch.no_grad()
     def generate(
         self,
@@ -386,11 +391,14 @@ class MetaVoiceFirstStageModel(MetaVoicePreTrainedModel, GenerationMixin):
             max_new_tokens=max_new_tokens,
             **kwargs,
         )
+        # every row gets max_new_tokens positions, end-of-audio after its end (as the original's output buffer), even
+        # when all rows ended early and transformers stopped
+        total = prompt_length + max_new_tokens
+        if isinstance(output, torch.Tensor):
+            return self._pad_with_end_of_audio(output[:batch], total)
+        output.sequences = self._pad_with_end_of_audio(output.sequences[:batch], total)
         if weights is None:
             return output
-        if isinstance(output, torch.Tensor):
-            return output[:batch]
-        output.sequences = output.sequences[:batch]
         for name in ("scores", "logits"):
             steps = getattr(output, name, None)
             if steps is not None:

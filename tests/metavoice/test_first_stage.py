@@ -249,3 +249,23 @@ def test_batch_order_does_not_matter(model):
         prompts, speaker_embeds=speakers, guidance_scale=(3.0, 1.0), max_new_tokens=40, do_sample=False
     )
     assert torch.equal(tokens, OUT["gen.bs1_of2.tokens"][:, 0])
+
+
+def test_rows_that_end_early_are_filled_with_end_of_audio(model):
+    """Alone, the second prompt reaches end-of-audio before its budget: the output still has max_new_tokens
+    positions (end-of-audio after the end), like the original's output buffer."""
+    key = "gen.g1.kv0.b2.n40"
+    reference = OUT[f"{key}.tokens"][1:, 0]
+    eoa = model.config.first_stage_config.end_of_audio_token_id
+    assert int((reference == eoa).sum()) > 1  # the recording ends early
+    for return_dict in (False, True):
+        out = model.first_stage.generate(
+            OUT[f"{key}.input"][1:, 0],
+            speaker_embeds=SPEAKERS[1:2],
+            guidance_scale=(3.0, 1.0),
+            max_new_tokens=40,
+            do_sample=False,
+            return_dict_in_generate=return_dict,
+        )
+        tokens = out.sequences if return_dict else out
+        assert torch.equal(tokens, reference)
