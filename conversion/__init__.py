@@ -88,11 +88,16 @@ def convert_checkpoint(
         raise FileNotFoundError(f"{src} has no config.json")
     if dst.exists() and same_folder(src, dst):
         raise ValueError("the destination must differ from the source folder (the source is never modified)")
-    kind = detect_checkpoint_kind(read_json(src / "config.json"))
+    original = read_json(src / "config.json")
+    kind = detect_checkpoint_kind(original)
     if kind == "audio_tokenizer" and (tokenizer or audio_tokenizer):
         raise ValueError("--tokenizer/--audio-tokenizer only apply to generator checkpoints (Delay/Local/Realtime)")
     with atomic_output_dir(dst, overwrite=overwrite) as out:
         _writer(kind)(src, out)
+        # fields the converted config does not model (auto_map, version, ...) for `export --format original`
+        from .moss.original_export import record_original_extra_fields
+
+        record_original_extra_fields(kind, original, out)
         if kind == "realtime":
             from .moss.realtime import write_realtime_bundle
 
