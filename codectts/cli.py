@@ -125,8 +125,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         return 0
     from .conversion import convert_checkpoint
 
+    extra = {"codec": args.codec} if getattr(args, "codec", None) is not None else {}
     dst = convert_checkpoint(
-        args.src, args.dst, tokenizer=args.tokenizer, audio_tokenizer=args.audio_tokenizer, overwrite=args.overwrite
+        args.src, args.dst, tokenizer=args.tokenizer, audio_tokenizer=args.audio_tokenizer, overwrite=args.overwrite,
+        **extra,
     )
     print(f"converted {args.src} -> {dst}")
     return 0
@@ -461,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst", type=Path, help="output folder (written completely or not at all, outside src)")
     p.add_argument("--tokenizer", type=Path, help="text tokenizer folder to bundle (generators only)")
     p.add_argument("--audio-tokenizer", type=Path, help="codec folder to bundle (original or converted)")
+    p.add_argument("--codec", type=Path, help="MetaVoice-1B only: EnCodec 24 kHz folder to bundle (waveform output)")
     p.add_argument("--overwrite", action="store_true", help="replace a destination that codectts wrote before")
     p.add_argument("--export", action="store_true", help="write a Hub-ready folder (flattened code, model card)")
     _add_export_arguments(p)

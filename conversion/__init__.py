@@ -63,6 +63,7 @@ def convert_checkpoint(
     tokenizer: str | os.PathLike | None = None,
     audio_tokenizer: str | os.PathLike | None = None,
     overwrite: bool = False,
+    codec: str | os.PathLike | None = None,
 ) -> Path:
     """Convert the original checkpoint folder ``src`` into a codectts folder ``dst``; returns ``dst``.
 
@@ -73,13 +74,24 @@ def convert_checkpoint(
         audio_tokenizer: codec folder (original or already converted) to bundle with a generator.
         overwrite: replace an existing ``dst`` that codectts wrote earlier, once the new folder is complete (a
             folder without codectts's marker file is never replaced; ``dst`` may never overlap a source folder).
+        codec: EnCodec 24 kHz folder to bundle with a MetaVoice-1B checkpoint (``first_stage.pt`` etc., no
+            ``config.json``; see `codectts.conversion.metavoice`).
     """
     src, dst = Path(src), Path(dst)
+    sources = (src, tokenizer, audio_tokenizer, codec)
+    check_output_not_in_sources(dst, sources)  # sources are only read (and --overwrite would delete them)
+    from .metavoice import convert_metavoice, is_metavoice_folder
+
+    # detected by its checkpoint files: the Hub repo's config.json is only a stub (all configuration is in the .pt)
+    if is_metavoice_folder(src):
+        if tokenizer or audio_tokenizer:
+            raise ValueError("MetaVoice folders carry their own tokenizer; bundle EnCodec with --codec instead")
+        return convert_metavoice(src, dst, codec=codec, overwrite=overwrite)
+    if codec is not None:
+        raise ValueError("--codec only applies to MetaVoice-1B checkpoint folders (first_stage.pt, ...)")
     if not (src / "config.json").is_file():
         what = "folder does not exist" if not src.exists() else "not a checkpoint folder"
         raise FileNotFoundError(f"{src} has no config.json ({what})")
-    sources = (src, tokenizer, audio_tokenizer)
-    check_output_not_in_sources(dst, sources)
     original = read_json(src / "config.json")
     kind = detect_checkpoint_kind(original)
     if kind == "audio_tokenizer" and (tokenizer or audio_tokenizer):
