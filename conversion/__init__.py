@@ -78,8 +78,6 @@ def convert_checkpoint(
             ``config.json``; see `codectts.conversion.metavoice`).
     """
     src, dst = Path(src), Path(dst)
-    sources = (src, tokenizer, audio_tokenizer, codec)
-    check_output_not_in_sources(dst, sources)  # sources are only read (and --overwrite would delete them)
     from .metavoice import convert_metavoice, is_metavoice_folder
 
     # detected by its checkpoint files: the Hub repo's config.json is only a stub (all configuration is in the .pt)
@@ -89,6 +87,8 @@ def convert_checkpoint(
         return convert_metavoice(src, dst, codec=codec, overwrite=overwrite)
     if codec is not None:
         raise ValueError("--codec only applies to MetaVoice-1B checkpoint folders (first_stage.pt, ...)")
+    sources = (src, tokenizer, audio_tokenizer)
+    check_output_not_in_sources(dst, sources)  # sources are only read (and --overwrite would delete them)
     if not (src / "config.json").is_file():
         what = "folder does not exist" if not src.exists() else "not a checkpoint folder"
         raise FileNotFoundError(f"{src} has no config.json ({what})")
