@@ -48,4 +48,38 @@ def _register_auto_classes() -> None:
     AutoModelForTextToWaveform.register(CodecTTSLocalConfig, CodecTTSLocalForConditionalGeneration, exist_ok=True)
 
 
+
+def _register_maskgct() -> None:
+    from transformers import AutoConfig, AutoModel, AutoModelForTextToWaveform, AutoProcessor
+
+    from .configuration.maskgct import (
+        MaskGctAcousticCodecConfig,
+        MaskGctConfig,
+        MaskGctS2AConfig,
+        MaskGctSemanticCodecConfig,
+        MaskGctT2SConfig,
+    )
+    from .modeling.maskgct import (
+        MaskGctAcousticCodecModel,
+        MaskGctForTextToSpeech,
+        MaskGctS2AModel,
+        MaskGctSemanticCodecModel,
+        MaskGctT2SModel,
+    )
+    from .processing.maskgct import MaskGctProcessor
+
+    for config_cls, model_cls in (
+        (MaskGctSemanticCodecConfig, MaskGctSemanticCodecModel),
+        (MaskGctAcousticCodecConfig, MaskGctAcousticCodecModel),
+        (MaskGctT2SConfig, MaskGctT2SModel),
+        (MaskGctS2AConfig, MaskGctS2AModel),
+        (MaskGctConfig, MaskGctForTextToSpeech),
+    ):
+        AutoConfig.register(config_cls.model_type, config_cls, exist_ok=True)
+        AutoModel.register(config_cls, model_cls, exist_ok=True)
+    AutoModelForTextToWaveform.register(MaskGctConfig, MaskGctForTextToSpeech, exist_ok=True)
+    AutoProcessor.register(MaskGctConfig, MaskGctProcessor, exist_ok=True)
+
+
 _register_auto_classes()
+_register_maskgct()

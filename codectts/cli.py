@@ -24,7 +24,8 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from .conversion import convert_checkpoint
 
     dst = convert_checkpoint(
-        args.src, args.dst, tokenizer=args.tokenizer, audio_tokenizer=args.audio_tokenizer, overwrite=args.overwrite
+        args.src, args.dst, tokenizer=args.tokenizer, audio_tokenizer=args.audio_tokenizer, overwrite=args.overwrite,
+        config=args.config, semantic_model=args.semantic_model, semantic_stats=args.semantic_stats,
     )
     print(f"converted {args.src} -> {dst}")
     return 0
@@ -173,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", type=Path, help="text tokenizer folder to bundle (generators only)")
     p.add_argument("--audio-tokenizer", type=Path, help="codec folder to bundle (original or converted)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty destination")
+    # MaskGCT (folder in the official amphion/MaskGCT layout)
+    p.add_argument("--config", type=Path, help="MaskGCT: the original maskgct.json (default: official values)")
+    p.add_argument("--semantic-model", help="MaskGCT: w2v-bert-2.0 folder (default: facebook/w2v-bert-2.0)")
+    p.add_argument("--semantic-stats", type=Path, help="MaskGCT: wav2vec2bert_stats.pt or .safetensors (mean/var)")
     p.add_argument("--export", action="store_true", help="write a Hub-ready folder (flattened code, model card)")
     _add_export_arguments(p)
     p.set_defaults(func=_cmd_convert)

@@ -322,6 +322,8 @@ class MaskGctConfig(PretrainedConfig):
             component configs (dicts or config objects; defaults: the official sizes).
         semantic_sampling_rate: rate of the semantic path's audio (16000); ``sampling_rate`` that of the output.
         frame_rate: token frames per second shared by both token streams (50).
+        semantic_rng_draws: random numbers the original's feature model draws before T2S (one per w2v-bert layer
+            of the source checkpoint); replayed by ``generate(do_sample=True)`` for bit-exact seeded runs.
     """
 
     model_type = "maskgct"
@@ -345,6 +347,7 @@ class MaskGctConfig(PretrainedConfig):
         semantic_layer: int = 17,
         semantic_sampling_rate: int = 16000,
         frame_rate: int = 50,
+        semantic_rng_draws: int | None = None,
         **kwargs,
     ):
         def build(value, cls, defaults=None):
@@ -369,6 +372,12 @@ class MaskGctConfig(PretrainedConfig):
         self.semantic_layer = semantic_layer
         self.semantic_sampling_rate = semantic_sampling_rate
         self.frame_rate = frame_rate
+        # The original runs w2v-bert under transformers 4.41, whose encoder draws one random number per layer even in
+        # eval (its LayerDrop check); generate() replays these draws so that seeded runs reproduce the original.
+        # Default: the truncated model's layer count; the converter stores the source checkpoint's (24 for
+        # w2v-bert-2.0).
+        self.semantic_rng_draws = self.semantic_model_config.num_hidden_layers if semantic_rng_draws is None \
+            else int(semantic_rng_draws)
         super().__init__(**kwargs)
 
     @property

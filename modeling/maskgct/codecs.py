@@ -35,8 +35,10 @@ class _CodecPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module):
-        # weights come from checkpoints; fresh models keep the PyTorch default initialisation of each layer
-        pass
+        # weights come from checkpoints; fresh models keep the PyTorch default initialisation of each layer.
+        # The ISTFT window is a non-persistent buffer: recompute it (it is not in the checkpoint)
+        if isinstance(module, ISTFTHead):
+            module.window.copy_(torch.hann_window(module.n_fft, device=module.window.device))
 
 
 # --------------------------------------------------------------------------------------------------- semantic

@@ -1,0 +1,7 @@
+"""MaskGCT processor and text front-end."""
+
+from .g2p import MaskGctG2P, PhonemizerNotAvailableError
+from .processing_maskgct import MaskGctProcessor, default_feature_extractor, default_phone_vocab
+
+__all__ = ["MaskGctG2P", "MaskGctProcessor", "PhonemizerNotAvailableError", "default_feature_extractor",
+           "default_phone_vocab"]
