@@ -66,7 +66,9 @@ def _register_maskgct() -> None:
         MaskGctSemanticCodecModel,
         MaskGctT2SModel,
     )
-    from .processing.maskgct import MaskGctProcessor
+    from transformers import AutoTokenizer
+
+    from .processing.maskgct import MaskGctProcessor, MaskGctTokenizer
 
     for config_cls, model_cls in (
         (MaskGctSemanticCodecConfig, MaskGctSemanticCodecModel),
@@ -79,6 +81,8 @@ def _register_maskgct() -> None:
         AutoModel.register(config_cls, model_cls, exist_ok=True)
     AutoModelForTextToWaveform.register(MaskGctConfig, MaskGctForTextToSpeech, exist_ok=True)
     AutoProcessor.register(MaskGctConfig, MaskGctProcessor, exist_ok=True)
+    # the g2p as a tokenizer: pipeline("text-to-speech") insists on loading one
+    AutoTokenizer.register(MaskGctConfig, slow_tokenizer_class=MaskGctTokenizer, exist_ok=True)
 
 
 _register_auto_classes()

@@ -170,7 +170,7 @@ def write_converted_maskgct(
         MaskGctSemanticCodecModel,
         MaskGctT2SModel,
     )
-    from ...processing.maskgct import MaskGctProcessor
+    from ...processing.maskgct import MaskGctProcessor, MaskGctTokenizer
 
     src, out = Path(src), Path(out)
     block = _read_original_config(config)
@@ -245,3 +245,4 @@ def write_converted_maskgct(
     processor = MaskGctProcessor(feature_extractor=feature_extractor,
                                  sampling_rate=configs["acoustic_codec"].sampling_rate)
     processor.save_pretrained(out)
+    MaskGctTokenizer().save_pretrained(out)
