@@ -92,7 +92,16 @@ def _load(src: Path, rel: str) -> dict[str, torch.Tensor]:
     file = src / rel
     if not file.is_file():
         raise FileNotFoundError(f"{file} is missing (official MaskGCT layout: {sorted(MASKGCT_FILES.values())})")
-    return load_file(str(file))
+    return _rename_weight_norm(load_file(str(file)))
+
+
+def _rename_weight_norm(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Legacy ``torch.nn.utils.weight_norm`` keys -> the parametrization's (what our codec layers use)."""
+    renamed = {}
+    for key, value in state.items():
+        key = re.sub(r"\.weight_g$", ".parametrizations.weight.original0", key)
+        renamed[re.sub(r"\.weight_v$", ".parametrizations.weight.original1", key)] = value
+    return renamed
 
 
 def _load_stats(path: str | os.PathLike | None) -> dict[str, torch.Tensor]:
@@ -246,3 +255,6 @@ def write_converted_maskgct(
                                  sampling_rate=configs["acoustic_codec"].sampling_rate)
     processor.save_pretrained(out)
     MaskGctTokenizer().save_pretrained(out)
+    from .model_card import render_maskgct_card
+
+    (out / "README.md").write_text(render_maskgct_card(repo_id=out.name, config=full.to_dict()), encoding="utf-8")

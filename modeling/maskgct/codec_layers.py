@@ -1,8 +1,9 @@
 """Building blocks shared by MaskGCT's two codecs: weight-normalised convolutions, Snake, the Vocos ConvNeXt
 backbone, factorized (L2-normalised lookup) vector quantisation and the "same"-padded ISTFT head.
 
-Parameter names follow the original modules (``weight_g``/``weight_v``, ``alpha``, ``dwconv``, ``pwconv1`` ...) so
-the official state dicts load without renaming.
+Parameter names follow the original modules (``alpha``, ``dwconv``, ``pwconv1`` ...) so
+the official state dicts load after renaming the legacy weight-norm keys (``weight_g`` / ``weight_v`` ->
+``parametrizations.weight.original0`` / ``original1``).
 """
 
 from __future__ import annotations
@@ -14,24 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
-class WNConv1d(nn.Module):
-    """Conv1d with legacy weight normalisation (``W = g * v / ||v||``, norm over every dim but the first), stored
-    as ``weight_g`` / ``weight_v`` like ``torch.nn.utils.weight_norm``."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True):
-        super().__init__()
-        self.stride, self.padding, self.dilation = stride, padding, dilation
-        self.weight_g = nn.Parameter(torch.ones(out_channels, 1, 1))
-        self.weight_v = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size))
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        nn.init.kaiming_uniform_(self.weight_v, a=math.sqrt(5))
-
-    @property
-    def weight(self) -> torch.Tensor:
-        return torch._weight_norm(self.weight_v, self.weight_g, 0)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv1d(x, self.weight, self.bias, self.stride, self.padding, self.dilation)
+def WNConv1d(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, bias=True) -> nn.Conv1d:
+    """Conv1d with weight normalisation (``W = g * v / ||v||``, norm over every dim but the first), as PyTorch's
+    parametrization: parameters ``parametrizations.weight.original0`` (g) / ``original1`` (v). The original's
+    legacy ``weight_g`` / ``weight_v`` keys are renamed by the converter (and by transformers' legacy mapping)."""
+    conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                     bias=bias)
+    return nn.utils.parametrizations.weight_norm(conv)
 
 
 class Snake1d(nn.Module):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ...configuration.maskgct import MaskGctAcousticCodecConfig, MaskGctSemanticCodecConfig
@@ -38,7 +39,7 @@ class _CodecPreTrainedModel(PreTrainedModel):
         # weights come from checkpoints; fresh models keep the PyTorch default initialisation of each layer.
         # The ISTFT window is a non-persistent buffer: recompute it (it is not in the checkpoint)
         if isinstance(module, ISTFTHead):
-            module.window.copy_(torch.hann_window(module.n_fft, device=module.window.device))
+            init.copy_(module.window, torch.hann_window(module.n_fft, device=module.window.device))
 
 
 # --------------------------------------------------------------------------------------------------- semantic

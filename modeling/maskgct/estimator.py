@@ -44,6 +44,7 @@ class AdaptiveRMSNorm(nn.Module):
     def __init__(self, hidden_size: int, eps: float = 1e-6):
         super().__init__()
         self.to_weight = nn.Linear(hidden_size, hidden_size)
+        self.to_weight.is_adaptive_gain = True  # initialised by its norm (W = 0, b = 1), not as a plain Linear
         self.variance_epsilon = eps
 
     def forward(self, hidden_states: torch.Tensor, time_embedding: torch.Tensor) -> torch.Tensor:

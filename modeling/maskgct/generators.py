@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from ...configuration.maskgct import MaskGctS2AConfig, MaskGctT2SConfig
@@ -35,18 +36,19 @@ class MaskGctPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module):
+        # transformers' `init` functions skip tensors that were loaded from a checkpoint
         std = 0.02
-        if isinstance(module, nn.Linear):
-            module.weight.normal_(0.0, std)
+        if isinstance(module, nn.Linear) and getattr(module, "is_adaptive_gain", False):
+            init.zeros_(module.weight)  # adaptive RMSNorm gain W c_t + b starts at 1 for every t
+            init.ones_(module.bias)
+        elif isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
-                module.bias.zero_()
+                init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
-            module.weight.normal_(0.0, std)
-            if module.padding_idx is not None:
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
                 module.weight[module.padding_idx].zero_()
-        if type(module).__name__ == "AdaptiveRMSNorm":  # gain starts at 1 for every t
-            module.to_weight.weight.zero_()
-            module.to_weight.bias.fill_(1.0)
 
     def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None):
         self.diff_estimator.gradient_checkpointing = enable

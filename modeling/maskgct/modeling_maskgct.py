@@ -174,8 +174,14 @@ class MaskGctForTextToSpeech(MaskGctPreTrainedModelBase):
         input_features = input_features.to(device=device, dtype=self.semantic_model.dtype)
         if attention_mask is not None:
             attention_mask = attention_mask.to(device)
-        out = self.semantic_model(input_features=input_features, attention_mask=attention_mask,
-                                  output_hidden_states=True)
+        # Some transformers versions draw a CPU random number per w2v-bert layer even in eval (LayerDrop check):
+        # keep the global stream untouched whatever the version (generate() replays the original's draws itself)
+        rng_state = torch.get_rng_state()
+        try:
+            out = self.semantic_model(input_features=input_features, attention_mask=attention_mask,
+                                      output_hidden_states=True)
+        finally:
+            torch.set_rng_state(rng_state)
         hidden = out.hidden_states[self.config.semantic_layer]
         codes, _ = self.semantic_codec.quantize(self.semantic_codec.normalize_features(hidden.to(self.semantic_codec.dtype)))
         return codes

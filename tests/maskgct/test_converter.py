@@ -80,3 +80,26 @@ def test_maskgct_options_rejected_for_other_families(tmp_path):
     (tmp_path / "src" / "config.json").write_text('{"encoder_kwargs": {}, "decoder_kwargs": {}}')
     with pytest.raises(ValueError, match="only apply to MaskGCT"):
         convert_checkpoint(tmp_path / "src", tmp_path / "out", semantic_stats=GOLDEN / "w2v_bert_stats.safetensors")
+
+
+def test_model_card_says_non_commercial_and_its_snippet_runs(converted, monkeypatch, tmp_path):
+    import soundfile as sf
+
+    from huggingface_hub import ModelCard
+
+    from codectts.conversion.maskgct.model_card import render_maskgct_card
+    from codectts.hub_cards import extract_usage_snippet
+
+    card_text = (converted / "README.md").read_text()
+    card = ModelCard(card_text)
+    assert card.data.license == "cc-by-nc-4.0" and card.data.pipeline_tag == "text-to-speech"
+    assert "non-commercial" in card_text and "${" not in card_text
+    text = render_maskgct_card(repo_id=str(converted), config=AutoConfig.from_pretrained(str(converted)).to_dict())
+    snippet = extract_usage_snippet(text)
+    assert "model.generate(**inputs" in snippet and "AutoProcessor.from_pretrained" in snippet
+    prompt = load_file(str(GOLDEN / "outputs_pipeline.safetensors"))["in.prompt_24k"].numpy()
+    sf.write(tmp_path / "prompt.wav", prompt, 24000, subtype="FLOAT")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet, "card", "exec"), {})
+    audio, rate = sf.read(tmp_path / "speech.wav")
+    assert rate == 24000 and len(audio) > 0

@@ -85,8 +85,10 @@ def test_feature_path(processor, model):
                                   attention_mask=features["attention_mask"], output_hidden_states=True)
     assert len(hidden.hidden_states) == model.config.semantic_layer + 1  # truncated to the layers used
     torch.testing.assert_close(hidden.hidden_states[-1], o["w2v.hidden_states_17"], atol=1e-4, rtol=0)
+    rng = torch.get_rng_state()
     codes = model.extract_semantic_codes(features["input_features"], features["attention_mask"])
     assert torch.equal(codes, o["pipe.semantic_code"])
+    assert torch.equal(torch.get_rng_state(), rng)  # the feature path draws no random numbers
 
 
 @needs_espeak
