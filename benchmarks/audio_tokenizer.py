@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from codectts.configuration.audio_tokenizer import CodecTTSAudioTokenizerConfig
-from codectts.modeling.audio_tokenizer import CodecTTSAudioTokenizerModel
+from codectts.configuration.moss.audio_tokenizer import CodecTTSAudioTokenizerConfig
+from codectts.modeling.moss.audio_tokenizer import CodecTTSAudioTokenizerModel
 
 sys.path.insert(0, str(Path(__file__).parent))  # the sibling helper module, also when imported from elsewhere
 from _common import sync  # noqa: E402
@@ -107,7 +107,7 @@ def benchmark(model, seconds: float, batch: int, chunk_frames: list[int], repeat
                     for piece in pieces:
                         sync(device)
                         start = time.perf_counter()
-                        call(piece, past_key_values=state)
+                        call(piece, streaming_state=state)
                         sync(device)
                         latencies.append(time.perf_counter() - start)
                 p50 = statistics.median(latencies) * 1e3

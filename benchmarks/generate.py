@@ -50,7 +50,7 @@ DELAY_SIZES = ("tiny", "1.7b", "8b")
 
 
 def delay_benchmark_config(size: str):
-    from codectts.configuration.delay import CodecTTSDelayConfig
+    from codectts.configuration.moss.delay import CodecTTSDelayConfig
 
     qwen3 = dict(head_dim=128, rope_theta=1e6, rms_norm_eps=1e-6, max_position_embeddings=40960, vocab_size=155648)
     if size == "8b":  # MOSS-TTS 8B: Qwen3-8B backbone, 32 codebooks
@@ -75,7 +75,7 @@ class _FrameTimer(BaseStreamer):
     """Time of the first *complete* audio frame: the streamer hook of the delay model, timed."""
 
     def __init__(self, n_vq: int, pad_code: int):
-        from codectts.modeling.generation_delay import DelayAudioFrameStreamer
+        from codectts.modeling.moss.generation_delay import DelayAudioFrameStreamer
 
         timer = self
 
@@ -105,7 +105,7 @@ def run_delay_benchmark(
     repeats: int = 2,
     greedy: bool = False,
 ) -> list[dict]:
-    from codectts.modeling.delay import CodecTTSDelayForConditionalGeneration
+    from codectts.modeling.moss.delay import CodecTTSDelayForConditionalGeneration
 
     device, torch_dtype = resolve_device_dtype(device, dtype)
     config = delay_benchmark_config(size)

@@ -34,9 +34,10 @@ from _common import (
     run_kwargs,
     timed_generate,
 )
-from codectts.configuration.local import CodecTTSLocalConfig
-from codectts.modeling.local import CodecTTSLocalForConditionalGeneration
 from transformers.generation.streamers import BaseStreamer
+
+from codectts.configuration.moss.local import CodecTTSLocalConfig
+from codectts.modeling.moss.local import CodecTTSLocalForConditionalGeneration
 
 SIZES = ("tiny", "1.7b")
 

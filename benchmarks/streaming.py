@@ -16,8 +16,8 @@ import time
 import torch
 
 from codectts.demo import build_tiny_models, reference_voice, speaking_bias
-from codectts.processing.processor import CodecTTSProcessor
-from codectts.processing.streaming import stream_speech
+from codectts.processing.moss.processor import CodecTTSProcessor
+from codectts.processing.moss.streaming import stream_speech
 
 
 def _inputs(processor, batch: int):

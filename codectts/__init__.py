@@ -14,22 +14,22 @@ def _register_auto_classes() -> None:
     from transformers import AutoConfig, AutoModel
 
     # --- audio tokenizer (codec) ---
-    from .configuration.audio_tokenizer import CodecTTSAudioTokenizerConfig
-    from .modeling.audio_tokenizer import CodecTTSAudioTokenizerModel
+    from .configuration.moss.audio_tokenizer import CodecTTSAudioTokenizerConfig
+    from .modeling.moss.audio_tokenizer import CodecTTSAudioTokenizerModel
 
     AutoConfig.register(CodecTTSAudioTokenizerConfig.model_type, CodecTTSAudioTokenizerConfig, exist_ok=True)
     AutoModel.register(CodecTTSAudioTokenizerConfig, CodecTTSAudioTokenizerModel, exist_ok=True)
 
     # --- delay-pattern generator ---
-    from .configuration.delay import CodecTTSDelayConfig
-    from .modeling.delay import CodecTTSDelayForConditionalGeneration
+    from .configuration.moss.delay import CodecTTSDelayConfig
+    from .modeling.moss.delay import CodecTTSDelayForConditionalGeneration
 
     AutoConfig.register(CodecTTSDelayConfig.model_type, CodecTTSDelayConfig, exist_ok=True)
     AutoModel.register(CodecTTSDelayConfig, CodecTTSDelayForConditionalGeneration, exist_ok=True)
 
     # --- local-transformer generator ---
-    from .configuration.local import CodecTTSLocalConfig
-    from .modeling.local import CodecTTSLocalForConditionalGeneration
+    from .configuration.moss.local import CodecTTSLocalConfig
+    from .modeling.moss.local import CodecTTSLocalForConditionalGeneration
 
     AutoConfig.register(CodecTTSLocalConfig.model_type, CodecTTSLocalConfig, exist_ok=True)
     AutoModel.register(CodecTTSLocalConfig, CodecTTSLocalForConditionalGeneration, exist_ok=True)
@@ -37,7 +37,7 @@ def _register_auto_classes() -> None:
     # --- processor ---
     from transformers import AutoProcessor
 
-    from .processing.processor import CodecTTSProcessor
+    from .processing.moss.processor import CodecTTSProcessor
 
     AutoProcessor.register(CodecTTSDelayConfig, CodecTTSProcessor, exist_ok=True)
     AutoProcessor.register(CodecTTSLocalConfig, CodecTTSProcessor, exist_ok=True)

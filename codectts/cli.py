@@ -56,7 +56,7 @@ def _add_export_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _load_codec(path: Path):
-    from .modeling.audio_tokenizer import CodecTTSAudioTokenizerModel
+    from .modeling.moss.audio_tokenizer import CodecTTSAudioTokenizerModel
 
     return CodecTTSAudioTokenizerModel.from_pretrained(path).eval()
 

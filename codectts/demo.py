@@ -60,12 +60,12 @@ def build_tiny_models(seed: int = 0, n_vq: int = 8):
     """Tokenizer, codec, Delay and Local generators with tiny random weights (consistent ids and sizes)."""
     from transformers import Qwen3Config
 
-    from .configuration.audio_tokenizer import CodecTTSAudioTokenizerConfig
-    from .configuration.delay import CodecTTSDelayConfig
-    from .configuration.local import CodecTTSLocalConfig
-    from .modeling.audio_tokenizer import CodecTTSAudioTokenizerModel
-    from .modeling.delay import CodecTTSDelayForConditionalGeneration
-    from .modeling.local import CodecTTSLocalForConditionalGeneration
+    from .configuration.moss.audio_tokenizer import CodecTTSAudioTokenizerConfig
+    from .configuration.moss.delay import CodecTTSDelayConfig
+    from .configuration.moss.local import CodecTTSLocalConfig
+    from .modeling.moss.audio_tokenizer import CodecTTSAudioTokenizerModel
+    from .modeling.moss.delay import CodecTTSDelayForConditionalGeneration
+    from .modeling.moss.local import CodecTTSLocalForConditionalGeneration
 
     torch.manual_seed(seed)
     tokenizer = build_tiny_tokenizer()
@@ -133,7 +133,7 @@ class _Timer:
 def run_demo(out: Path, text: str, seed: int = 0, max_new_tokens: int = 80) -> list[Path]:
     """Run reference encoding → generation → decoding → WAV for both generators; returns the written files."""
     from .processing.audio_io import save_audio
-    from .processing.processor import CodecTTSProcessor
+    from .processing.moss.processor import CodecTTSProcessor
 
     print(
         "codectts demo: building TINY RANDOM-WEIGHT models locally (no checkpoint is downloaded).\n"

@@ -40,11 +40,11 @@ def detect_checkpoint_kind(config: dict) -> str:
 
 def _writer(kind: str):
     if kind == "audio_tokenizer":
-        from .audio_tokenizer import write_converted_audio_tokenizer as write
+        from .moss.audio_tokenizer import write_converted_audio_tokenizer as write
     elif kind == "delay":
-        from .delay import write_converted_delay as write
+        from .moss.delay import write_converted_delay as write
     elif kind == "local":
-        from .local import write_converted_local as write
+        from .moss.local import write_converted_local as write
     else:  # pragma: no cover - guarded by detect_checkpoint_kind
         raise ValueError(kind)
     return write
@@ -99,7 +99,7 @@ def convert_checkpoint(
     with atomic_output_dir(dst, overwrite=overwrite) as out:
         _writer(kind)(src, out)
         if tokenizer is not None or audio_tokenizer is not None:
-            from .assemble import write_tts_bundle
+            from .moss.assemble import write_tts_bundle
 
             write_tts_bundle(out, tokenizer=tokenizer, audio_tokenizer=audio_tokenizer)
     return dst

@@ -296,7 +296,7 @@ def convert_and_export(
     """
     import tempfile
 
-    from . import convert_checkpoint
+    from ..conversion import convert_checkpoint
 
     parent = Path(dst).absolute().parent
     parent.mkdir(parents=True, exist_ok=True)

@@ -6,10 +6,10 @@ over the whole file text, whatever the block the import sits in). Our package is
 (``configuration/``, ``modeling/``, ``processing/``), so the export generates one flat file per package module that the
 needed classes reach through relative imports, and rewrites the imports:
 
-* ``codectts/modeling/delay.py`` becomes ``modeling_delay.py``: the flat name always carries the subpackage as a
-  prefix, so ``configuration/delay.py`` and ``modeling/delay.py`` cannot clash and the names follow transformers'
+* ``codectts/modeling/moss/delay.py`` becomes ``modeling_moss_delay.py``: the flat name always carries the
+  subpackages as a prefix, so ``configuration/delay.py`` and ``modeling/delay.py`` cannot clash and the names follow transformers'
   ``configuration_*`` / ``modeling_*`` / ``processing_*`` convention;
-* ``from ..configuration.delay import DelayConfig`` becomes ``from .configuration_delay import DelayConfig``;
+* ``from ...configuration.moss.delay import DelayConfig`` becomes ``from .configuration_moss_delay import DelayConfig``;
 * ``from ..modeling import Foo`` (a name re-exported by a subpackage ``__init__``) is resolved to the module that
   defines ``Foo``; subpackage ``__init__`` files themselves are never exported.
 

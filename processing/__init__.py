@@ -1,6 +1,6 @@
 """Processing: prompts (messages, template, code rows), audio input/output and decoding of generated sequences.
 
-Import-light on purpose: the processor class is imported lazily so that ``codectts.processing.text_normalization``
+Import-light on purpose: the processor class is imported lazily so that ``codectts.processing.moss.text_normalization``
 and the row helpers can be used without loading transformers' processing machinery.
 """
 
@@ -11,7 +11,7 @@ __all__ = ["AudioInputError", "CodecTTSProcessor", "GeneratedSpeech", "build_ass
 
 def __getattr__(name: str):
     if name in ("CodecTTSProcessor", "GeneratedSpeech"):
-        from . import processor
+        from .moss import processor
 
         return getattr(processor, name)
     if name == "AudioInputError":
@@ -19,7 +19,7 @@ def __getattr__(name: str):
 
         return AudioInputError
     if name in ("build_user_message", "build_assistant_message"):
-        from . import messages
+        from .moss import messages
 
         return getattr(messages, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

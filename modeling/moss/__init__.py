@@ -1,0 +1,1 @@
+"""The MOSS-TTS family: audio tokenizer (codec), Delay and Local generators."""
