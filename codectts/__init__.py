@@ -48,9 +48,8 @@ def _register_auto_classes() -> None:
     AutoModelForTextToWaveform.register(CodecTTSLocalConfig, CodecTTSLocalForConditionalGeneration, exist_ok=True)
 
 
-
 def _register_maskgct() -> None:
-    from transformers import AutoConfig, AutoModel, AutoModelForTextToWaveform, AutoProcessor
+    from transformers import AutoConfig, AutoModel, AutoModelForTextToWaveform, AutoProcessor, AutoTokenizer
 
     from .configuration.maskgct import (
         MaskGctAcousticCodecConfig,
@@ -66,8 +65,6 @@ def _register_maskgct() -> None:
         MaskGctSemanticCodecModel,
         MaskGctT2SModel,
     )
-    from transformers import AutoTokenizer
-
     from .processing.maskgct import MaskGctProcessor, MaskGctTokenizer
 
     for config_cls, model_cls in (

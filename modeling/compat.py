@@ -17,11 +17,14 @@ decoder backbones (Qwen3, Llama) no longer take              5.24         minimu
 ``GenerationMixin._prefill(..., is_first_iteration=)``      5.x (after   minimum has it
                                                             5.0)
 ``prepare_inputs_for_generation(next_sequence_length=)``    5.24         minimum >= 5.24
+Wav2Vec2-BERT encoders draw one CPU random number per      after 5.0    minimum no longer draws
+layer even in eval (LayerDrop check): `cpu_rng_untouched`
 =========================================================  ===========  ========================================
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from typing import Any
@@ -30,6 +33,7 @@ from transformers import GenerationMixin
 
 __all__ = [
     "CACHE_KWARG",
+    "cpu_rng_untouched",
     "accepts_cache_position",
     "backbone_cache_kwargs",
     "cache_from_kwargs",
@@ -112,3 +116,19 @@ def decode_step_kwargs(model: GenerationMixin) -> dict:
     if "next_sequence_length" in inspect.signature(model.prepare_inputs_for_generation).parameters:
         return {"next_sequence_length": 1}
     return {}
+
+
+@contextlib.contextmanager
+def cpu_rng_untouched():
+    """Run a block without consuming the global CPU random stream.
+
+    Older releases' Wav2Vec2-BERT encoder draws ``torch.rand([])`` per layer even in eval (its LayerDrop check); wrap
+    its forward so that seeded generation after it is the same on every release.
+    """
+    import torch
+
+    state = torch.get_rng_state()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(state)

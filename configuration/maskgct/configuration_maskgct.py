@@ -47,7 +47,7 @@ class MaskGctSemanticCodecConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
     @classmethod
-    def from_original(cls, block: dict[str, Any]) -> "MaskGctSemanticCodecConfig":
+    def from_original(cls, block: dict[str, Any]) -> MaskGctSemanticCodecConfig:
         """From the original ``model.semantic_codec`` block (downsample_scale is not supported: MaskGCT uses 1)."""
         if block.get("downsample_scale", 1) not in (None, 1):
             raise ValueError("semantic_codec.downsample_scale != 1 is not supported (MaskGCT uses 1)")
@@ -115,7 +115,7 @@ class MaskGctAcousticCodecConfig(PretrainedConfig):
         return self.sampling_rate / self.hop_length
 
     @classmethod
-    def from_original(cls, block: dict[str, Any]) -> "MaskGctAcousticCodecConfig":
+    def from_original(cls, block: dict[str, Any]) -> MaskGctAcousticCodecConfig:
         """From the original ``model.acoustic_codec`` block ({"encoder": ..., "decoder": ...})."""
         enc, dec = block.get("encoder", {}), block.get("decoder", {})
         if dec.get("quantizer_type", "fvq") != "fvq" or not dec.get("use_vocos", True):
@@ -123,21 +123,33 @@ class MaskGctAcousticCodecConfig(PretrainedConfig):
         if dec.get("padding", "same") != "same":
             raise ValueError("only padding 'same' is supported for the acoustic decoder's ISTFT")
         kwargs: dict[str, Any] = {}
-        for src, dst in (("d_model", "encoder_dim"), ("up_ratios", "encoder_rates"), ("out_channels", "latent_dim"),
-                         ("use_tanh", "use_tanh")):
+        for src, dst in (
+            ("d_model", "encoder_dim"),
+            ("up_ratios", "encoder_rates"),
+            ("out_channels", "latent_dim"),
+            ("use_tanh", "use_tanh"),
+        ):
             if src in enc:
                 kwargs[dst] = enc[src]
-        for src, dst in (("num_quantizers", "num_quantizers"), ("codebook_size", "codebook_size"),
-                         ("codebook_dim", "codebook_dim"), ("vocos_dim", "vocos_dim"),
-                         ("vocos_intermediate_dim", "vocos_intermediate_dim"),
-                         ("vocos_num_layers", "vocos_num_layers"), ("n_fft", "n_fft"), ("hop_size", "hop_length")):
+        for src, dst in (
+            ("num_quantizers", "num_quantizers"),
+            ("codebook_size", "codebook_size"),
+            ("codebook_dim", "codebook_dim"),
+            ("vocos_dim", "vocos_dim"),
+            ("vocos_intermediate_dim", "vocos_intermediate_dim"),
+            ("vocos_num_layers", "vocos_num_layers"),
+            ("n_fft", "n_fft"),
+            ("hop_size", "hop_length"),
+        ):
             if src in dec:
                 kwargs[dst] = dec[src]
         # the decoder's input width is read from `in_channels`, which the official config misspells (`in_channel`),
         # so the original always uses 256 (quirk Q-C1); the encoder's out_channels must match it
         in_channels = dec.get("in_channels", 256)
         if kwargs.get("latent_dim", 256) != in_channels:
-            raise ValueError(f"encoder.out_channels ({kwargs.get('latent_dim')}) != decoder input width ({in_channels})")
+            raise ValueError(
+                f"encoder.out_channels ({kwargs.get('latent_dim')}) != decoder input width ({in_channels})"
+            )
         return cls(**kwargs)
 
 
@@ -223,13 +235,30 @@ class MaskGctT2SConfig(_MaskGctGeneratorConfig):
         self.phone_pad_id = phone_pad_id
         self.use_phone_cond = use_phone_cond
         self.cond_dim = cond_dim
-        super().__init__(hidden_size, num_layers, num_heads, cond_codebook_size, intermediate_size, rms_norm_eps,
-                         rope_theta, cfg_scale, attention_dropout, **kwargs)
+        super().__init__(
+            hidden_size,
+            num_layers,
+            num_heads,
+            cond_codebook_size,
+            intermediate_size,
+            rms_norm_eps,
+            rope_theta,
+            cfg_scale,
+            attention_dropout,
+            **kwargs,
+        )
 
     @classmethod
-    def from_original(cls, block: dict[str, Any]) -> "MaskGctT2SConfig":
-        keys = ("hidden_size", "num_layers", "num_heads", "cfg_scale", "cond_codebook_size", "cond_dim",
-                "use_phone_cond")
+    def from_original(cls, block: dict[str, Any]) -> MaskGctT2SConfig:
+        keys = (
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "cfg_scale",
+            "cond_codebook_size",
+            "cond_dim",
+            "use_phone_cond",
+        )
         config = cls(**{k: block[k] for k in keys if k in block})
         if not config.use_phone_cond:
             raise ValueError("t2s_model.use_phone_cond false is not supported (MaskGCT conditions on phones)")
@@ -274,39 +303,109 @@ class MaskGctS2AConfig(_MaskGctGeneratorConfig):
         self.cond_dim = cond_dim
         self.mask_layer_schedule = mask_layer_schedule
         self.predict_layer_1 = predict_layer_1
-        super().__init__(hidden_size, num_layers, num_heads, cond_codebook_size, intermediate_size, rms_norm_eps,
-                         rope_theta, cfg_scale, attention_dropout, **kwargs)
+        super().__init__(
+            hidden_size,
+            num_layers,
+            num_heads,
+            cond_codebook_size,
+            intermediate_size,
+            rms_norm_eps,
+            rope_theta,
+            cfg_scale,
+            attention_dropout,
+            **kwargs,
+        )
 
     @classmethod
-    def from_original(cls, block: dict[str, Any]) -> "MaskGctS2AConfig":
-        keys = ("hidden_size", "num_layers", "num_heads", "num_quantizer", "codebook_size", "cond_codebook_size",
-                "cond_dim", "mask_layer_schedule", "predict_layer_1", "cfg_scale")
+    def from_original(cls, block: dict[str, Any]) -> MaskGctS2AConfig:
+        keys = (
+            "hidden_size",
+            "num_layers",
+            "num_heads",
+            "num_quantizer",
+            "codebook_size",
+            "cond_codebook_size",
+            "cond_dim",
+            "mask_layer_schedule",
+            "predict_layer_1",
+            "cfg_scale",
+        )
         return cls(**{k: block[k] for k in keys if k in block})
 
 
 # The official `model` block of maskgct.json (used when the converter gets no --config)
 OFFICIAL_MASKGCT_CONFIG: dict[str, Any] = {
-    "t2s_model": {"hidden_size": 1536, "num_layers": 16, "num_heads": 16, "cfg_scale": 0.15,
-                  "cond_codebook_size": 8192, "cond_dim": 1024},
-    "s2a_model": {
-        "s2a_1layer": {"num_quantizer": 1, "hidden_size": 1024, "num_layers": 16, "num_heads": 16,
-                       "codebook_size": 1024, "cfg_scale": 0.15, "mask_layer_schedule": "linear",
-                       "cond_codebook_size": 8192, "cond_dim": 1024, "predict_layer_1": True},
-        "s2a_full": {"num_quantizer": 12, "hidden_size": 1024, "num_layers": 16, "num_heads": 16,
-                     "codebook_size": 1024, "cfg_scale": 0.15, "mask_layer_schedule": "linear",
-                     "cond_codebook_size": 8192, "cond_dim": 1024, "predict_layer_1": False},
+    "t2s_model": {
+        "hidden_size": 1536,
+        "num_layers": 16,
+        "num_heads": 16,
+        "cfg_scale": 0.15,
+        "cond_codebook_size": 8192,
+        "cond_dim": 1024,
     },
-    "semantic_codec": {"codebook_size": 8192, "hidden_size": 1024, "codebook_dim": 8, "vocos_dim": 384,
-                       "vocos_intermediate_dim": 2048, "vocos_num_layers": 12},
+    "s2a_model": {
+        "s2a_1layer": {
+            "num_quantizer": 1,
+            "hidden_size": 1024,
+            "num_layers": 16,
+            "num_heads": 16,
+            "codebook_size": 1024,
+            "cfg_scale": 0.15,
+            "mask_layer_schedule": "linear",
+            "cond_codebook_size": 8192,
+            "cond_dim": 1024,
+            "predict_layer_1": True,
+        },
+        "s2a_full": {
+            "num_quantizer": 12,
+            "hidden_size": 1024,
+            "num_layers": 16,
+            "num_heads": 16,
+            "codebook_size": 1024,
+            "cfg_scale": 0.15,
+            "mask_layer_schedule": "linear",
+            "cond_codebook_size": 8192,
+            "cond_dim": 1024,
+            "predict_layer_1": False,
+        },
+    },
+    "semantic_codec": {
+        "codebook_size": 8192,
+        "hidden_size": 1024,
+        "codebook_dim": 8,
+        "vocos_dim": 384,
+        "vocos_intermediate_dim": 2048,
+        "vocos_num_layers": 12,
+    },
     "acoustic_codec": {
         "encoder": {"d_model": 96, "up_ratios": [3, 4, 5, 8], "out_channels": 256, "use_tanh": False},
-        "decoder": {"in_channel": 256, "upsample_initial_channel": 1536, "up_ratios": [8, 5, 4, 3],
-                    "num_quantizers": 12, "codebook_size": 1024, "codebook_dim": 8, "quantizer_type": "fvq",
-                    "quantizer_dropout": 0.5, "commitment": 0.25, "codebook_loss_weight": 1.0,
-                    "use_l2_normlize": True, "codebook_type": "euclidean", "kmeans_init": False,
-                    "kmeans_iters": 10, "decay": 0.8, "eps": 0.5, "threshold_ema_dead_code": 2,
-                    "weight_init": False, "use_vocos": True, "vocos_dim": 512, "vocos_intermediate_dim": 4096,
-                    "vocos_num_layers": 30, "n_fft": 1920, "hop_size": 480, "padding": "same"},
+        "decoder": {
+            "in_channel": 256,
+            "upsample_initial_channel": 1536,
+            "up_ratios": [8, 5, 4, 3],
+            "num_quantizers": 12,
+            "codebook_size": 1024,
+            "codebook_dim": 8,
+            "quantizer_type": "fvq",
+            "quantizer_dropout": 0.5,
+            "commitment": 0.25,
+            "codebook_loss_weight": 1.0,
+            "use_l2_normlize": True,
+            "codebook_type": "euclidean",
+            "kmeans_init": False,
+            "kmeans_iters": 10,
+            "decay": 0.8,
+            "eps": 0.5,
+            "threshold_ema_dead_code": 2,
+            "weight_init": False,
+            "use_vocos": True,
+            "vocos_dim": 512,
+            "vocos_intermediate_dim": 4096,
+            "vocos_num_layers": 30,
+            "n_fft": 1920,
+            "hop_size": 480,
+            "padding": "same",
+        },
     },
 }
 
@@ -361,8 +460,9 @@ class MaskGctConfig(PretrainedConfig):
         self.semantic_codec_config = build(semantic_codec_config, MaskGctSemanticCodecConfig)
         self.acoustic_codec_config = build(acoustic_codec_config, MaskGctAcousticCodecConfig)
         self.t2s_config = build(t2s_config, MaskGctT2SConfig)
-        self.s2a_1layer_config = build(s2a_1layer_config, MaskGctS2AConfig, {"num_quantizer": 1,
-                                                                             "predict_layer_1": True})
+        self.s2a_1layer_config = build(
+            s2a_1layer_config, MaskGctS2AConfig, {"num_quantizer": 1, "predict_layer_1": True}
+        )
         self.s2a_full_config = build(s2a_full_config, MaskGctS2AConfig, {"predict_layer_1": False})
         if semantic_layer < 1 or semantic_layer > self.semantic_model_config.num_hidden_layers:
             raise ValueError(
@@ -376,8 +476,9 @@ class MaskGctConfig(PretrainedConfig):
         # eval (its LayerDrop check); generate() replays these draws so that seeded runs reproduce the original.
         # Default: the truncated model's layer count; the converter stores the source checkpoint's (24 for
         # w2v-bert-2.0).
-        self.semantic_rng_draws = self.semantic_model_config.num_hidden_layers if semantic_rng_draws is None \
-            else int(semantic_rng_draws)
+        self.semantic_rng_draws = (
+            self.semantic_model_config.num_hidden_layers if semantic_rng_draws is None else int(semantic_rng_draws)
+        )
         super().__init__(**kwargs)
 
     @property

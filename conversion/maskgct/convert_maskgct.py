@@ -114,8 +114,10 @@ def _load_stats(path: str | os.PathLike | None) -> dict[str, torch.Tensor]:
         stats = torch.load(str(path), map_location="cpu", weights_only=True)
     if not isinstance(stats, dict) or not {"mean", "var"} <= set(stats):
         raise CheckpointMismatchError(f"{path}: the semantic statistics need 'mean' and 'var' tensors")
-    return {"mean": torch.as_tensor(stats["mean"]).float().reshape(-1),
-            "var": torch.as_tensor(stats["var"]).float().reshape(-1)}
+    return {
+        "mean": torch.as_tensor(stats["mean"]).float().reshape(-1),
+        "var": torch.as_tensor(stats["var"]).float().reshape(-1),
+    }
 
 
 def _semantic_model(path: str | os.PathLike | None, layer: int):
@@ -144,8 +146,8 @@ def _semantic_model(path: str | os.PathLike | None, layer: int):
     state: dict[str, torch.Tensor] = {}
     for file in files:
         with safe_open(str(file), framework="pt") as f:
-            for key in f.keys():
-                name = key[len("wav2vec2_bert."):] if key.startswith("wav2vec2_bert.") else key
+            for key in f.keys():  # noqa: SIM118 (safe_open is not iterable)
+                name = key.removeprefix("wav2vec2_bert.")
                 match = re.match(r"encoder\.layers\.(\d+)\.", name)
                 if match and int(match.group(1)) >= layer:
                     continue  # layers above the one MaskGCT reads are never used
@@ -191,8 +193,13 @@ def write_converted_maskgct(
         "s2a_1layer": MaskGctS2AConfig.from_original(s2a_block["s2a_1layer"]),
         "s2a_full": MaskGctS2AConfig.from_original(s2a_block["s2a_full"]),
     }
-    classes = {"semantic_codec": MaskGctSemanticCodecModel, "acoustic_codec": MaskGctAcousticCodecModel,
-               "t2s": MaskGctT2SModel, "s2a_1layer": MaskGctS2AModel, "s2a_full": MaskGctS2AModel}
+    classes = {
+        "semantic_codec": MaskGctSemanticCodecModel,
+        "acoustic_codec": MaskGctAcousticCodecModel,
+        "t2s": MaskGctT2SModel,
+        "s2a_1layer": MaskGctS2AModel,
+        "s2a_full": MaskGctS2AModel,
+    }
 
     # --- generator weights: the original key names are ours
     states = {"t2s": _load(src, MASKGCT_FILES["t2s"])}
@@ -206,10 +213,12 @@ def write_converted_maskgct(
     decoder = _load(src, MASKGCT_FILES["acoustic_decoder"])
     window = decoder.pop("model.head.istft.window", None)
     n_fft = configs["acoustic_codec"].n_fft
-    if window is not None and (window.shape != (n_fft,) or not torch.allclose(window.float(),
-                                                                               torch.hann_window(n_fft), atol=1e-6)):
-        raise CheckpointMismatchError("acoustic_codec/model_1.safetensors: model.head.istft.window is not a Hann "
-                                      f"window of n_fft={n_fft}")
+    if window is not None and (
+        window.shape != (n_fft,) or not torch.allclose(window.float(), torch.hann_window(n_fft), atol=1e-6)
+    ):
+        raise CheckpointMismatchError(
+            f"acoustic_codec/model_1.safetensors: model.head.istft.window is not a Hann window of n_fft={n_fft}"
+        )
     acoustic.update({f"decoder.{k}": v for k, v in decoder.items()})
     states["acoustic_codec"] = acoustic
 
@@ -218,21 +227,22 @@ def write_converted_maskgct(
     stats = _load_stats(semantic_stats)
     hidden = configs["semantic_codec"].hidden_size
     if stats["mean"].shape != (hidden,) or stats["var"].shape != (hidden,):
-        raise CheckpointMismatchError(f"semantic statistics have {tuple(stats['mean'].shape)} values, the semantic "
-                                      f"codec expects {hidden}")
+        raise CheckpointMismatchError(
+            f"semantic statistics have {tuple(stats['mean'].shape)} values, the semantic codec expects {hidden}"
+        )
     if not (stats["var"] > 0).all():
         raise CheckpointMismatchError("semantic statistics: 'var' must be positive")
     semantic["feature_mean"], semantic["feature_var"] = stats["mean"], stats["var"]
     states["semantic_codec"] = semantic
 
     for name, state in states.items():
-        check_state_dict(state, _expected_shapes(_meta_model(classes[name], configs[name])),
-                         f"{name} ({src})")
+        check_state_dict(state, _expected_shapes(_meta_model(classes[name], configs[name])), f"{name} ({src})")
 
     w2v_config, w2v_state, feature_extractor = _semantic_model(semantic_model, SEMANTIC_LAYER)
     if w2v_config.hidden_size != hidden:
-        raise CheckpointMismatchError(f"the semantic model's hidden size ({w2v_config.hidden_size}) differs from "
-                                      f"the semantic codec's ({hidden})")
+        raise CheckpointMismatchError(
+            f"the semantic model's hidden size ({w2v_config.hidden_size}) differs from the semantic codec's ({hidden})"
+        )
 
     full = MaskGctConfig(
         semantic_model_config=w2v_config,
@@ -250,9 +260,12 @@ def write_converted_maskgct(
     full.save_pretrained(out)
     write_converted_model(out / "semantic_model", w2v_config, w2v_state, "Wav2Vec2BertModel")
     for name, state in states.items():
-        write_converted_model(out / name, configs[name], state, type(_meta_model(classes[name], configs[name])).__name__)
-    processor = MaskGctProcessor(feature_extractor=feature_extractor,
-                                 sampling_rate=configs["acoustic_codec"].sampling_rate)
+        write_converted_model(
+            out / name, configs[name], state, type(_meta_model(classes[name], configs[name])).__name__
+        )
+    processor = MaskGctProcessor(
+        feature_extractor=feature_extractor, sampling_rate=configs["acoustic_codec"].sampling_rate
+    )
     processor.save_pretrained(out)
     MaskGctTokenizer().save_pretrained(out)
     from .model_card import render_maskgct_card

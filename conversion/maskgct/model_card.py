@@ -10,8 +10,7 @@ from importlib import resources
 from typing import Any
 
 LICENSE = "cc-by-nc-4.0"
-TAGS = ["codectts", "text-to-speech", "audio", "voice-cloning", "maskgct", "non-autoregressive",
-        "masked-generative"]
+TAGS = ["codectts", "text-to-speech", "audio", "voice-cloning", "maskgct", "non-autoregressive", "masked-generative"]
 
 
 def _facts(config: dict[str, Any]) -> str:
@@ -29,13 +28,25 @@ def _facts(config: dict[str, Any]) -> str:
     return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
 
 
-def render_maskgct_card(*, repo_id: str, config: dict[str, Any], base_model: str | None = "amphion/MaskGCT",
-                        languages: list[str] | None = None, model_name: str | None = None) -> str:
+def render_maskgct_card(
+    *,
+    repo_id: str,
+    config: dict[str, Any],
+    base_model: str | None = "amphion/MaskGCT",
+    languages: list[str] | None = None,
+    model_name: str | None = None,
+) -> str:
     """The README.md text for a MaskGCT folder whose ``config.json`` content is ``config``."""
     from huggingface_hub import ModelCardData
 
-    metadata = ModelCardData(library_name="transformers", pipeline_tag="text-to-speech", license=LICENSE,
-                             language=languages or ["en", "fr", "de", "ko"], tags=TAGS, base_model=base_model)
+    metadata = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="text-to-speech",
+        license=LICENSE,
+        language=languages or ["en", "fr", "de", "ko"],
+        tags=TAGS,
+        base_model=base_model,
+    )
     q = config["s2a_full_config"]["num_quantizer"]
     template = resources.files("codectts.hub_cards").joinpath("maskgct.md").read_text(encoding="utf-8")
     body = string.Template(template).substitute(

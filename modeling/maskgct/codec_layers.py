@@ -8,8 +8,6 @@ the official state dicts load after renaming the legacy weight-norm keys (``weig
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,8 +17,9 @@ def WNConv1d(in_channels, out_channels, kernel_size, stride=1, padding=0, dilati
     """Conv1d with weight normalisation (``W = g * v / ||v||``, norm over every dim but the first), as PyTorch's
     parametrization: parameters ``parametrizations.weight.original0`` (g) / ``original1`` (v). The original's
     legacy ``weight_g`` / ``weight_v`` keys are renamed by the converter (and by transformers' legacy mapping)."""
-    conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation,
-                     bias=bias)
+    conv = nn.Conv1d(
+        in_channels, out_channels, kernel_size, stride=stride, padding=padding, dilation=dilation, bias=bias
+    )
     return nn.utils.parametrizations.weight_norm(conv)
 
 

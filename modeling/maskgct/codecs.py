@@ -121,7 +121,8 @@ class MaskGctSemanticCodecModel(_CodecPreTrainedModel):
         quantized, codes, _ = self.quantizer(latent)
         reconstruction = self.decoder(quantized)
         return MaskGctSemanticCodecOutput(
-            reconstruction=reconstruction, codes=codes[0] if codes.shape[0] == 1 else codes,
+            reconstruction=reconstruction,
+            codes=codes[0] if codes.shape[0] == 1 else codes,
             quantized=quantized.transpose(1, 2),
         )
 

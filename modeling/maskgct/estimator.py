@@ -16,7 +16,7 @@ Parameter names are those of the original ``diff_estimator`` (``layers.{i}.self_
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -59,15 +59,16 @@ class AdaptiveRMSNorm(nn.Module):
 
 def rotary_cos_sin(position_ids: torch.Tensor, head_dim: int, theta: float, dtype: torch.dtype):
     """Default (unscaled) RoPE tables [B, S, head_dim], computed in float32 like transformers' Llama."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=position_ids.device).float()
-                                / head_dim))
-    freqs = (inv_freq[None, :, None].expand(position_ids.shape[0], -1, 1) @ position_ids[:, None, :].float())
+    inv_freq = 1.0 / (
+        theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64, device=position_ids.device).float() / head_dim)
+    )
+    freqs = inv_freq[None, :, None].expand(position_ids.shape[0], -1, 1) @ position_ids[:, None, :].float()
     emb = torch.cat((freqs.transpose(1, 2),) * 2, dim=-1)
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2 :]
     return torch.cat((-x2, x1), dim=-1)
 
 
@@ -211,8 +212,9 @@ class MaskGctDiffusionTransformer(nn.Module):
             mask4d = inverted.masked_fill(inverted.to(torch.bool), torch.finfo(x.dtype).min)
         if position_ids is None:
             position_ids = torch.arange(length, device=x.device)[None].expand(bsz, -1)
-        cos, sin = rotary_cos_sin(position_ids, self.config.hidden_size // self.config.num_heads,
-                                  self.config.rope_theta, x.dtype)
+        cos, sin = rotary_cos_sin(
+            position_ids, self.config.hidden_size // self.config.num_heads, self.config.rope_theta, x.dtype
+        )
         for layer in self.layers:
             if self.gradient_checkpointing and self.training:
                 x = torch.utils.checkpoint.checkpoint(layer, x, time_embedding, cos, sin, mask4d, use_reentrant=False)

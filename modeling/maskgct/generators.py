@@ -60,12 +60,24 @@ def _check_ids(ids: torch.Tensor, vocab: int, name: str, dims: int = 2) -> None:
     if ids.dim() != dims:
         raise ValueError(f"{name} must have {dims} dims, got shape {tuple(ids.shape)}")
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
-        raise ValueError(f"{name} out of range: values must be in [0, {vocab}), got [{int(ids.min())}, "
-                         f"{int(ids.max())}]")
+        raise ValueError(
+            f"{name} out of range: values must be in [0, {vocab}), got [{int(ids.min())}, {int(ids.max())}]"
+        )
 
 
-def _guided_pass(estimator, cond_x, uncond_x, t, cond_prefix=None, add_cond=None, add_uncond=None, cfg=0.0,
-                 rescale_cfg=1.0, batched=True, prefix_mask=None) -> torch.Tensor:
+def _guided_pass(
+    estimator,
+    cond_x,
+    uncond_x,
+    t,
+    cond_prefix=None,
+    add_cond=None,
+    add_uncond=None,
+    cfg=0.0,
+    rescale_cfg=1.0,
+    batched=True,
+    prefix_mask=None,
+) -> torch.Tensor:
     """Estimator output of the N target positions, guided when ``cfg > 0``.
 
     cond_x [B, S, H] holds [prompt ; target] (the last N positions are the target), uncond_x [B, N, H] the target
@@ -80,11 +92,13 @@ def _guided_pass(estimator, cond_x, uncond_x, t, cond_prefix=None, add_cond=None
     if prefix_mask is not None:
         cond_mask = torch.cat([prefix_mask.to(cond_x.dtype), cond_x.new_ones(bsz, seq)], dim=1)
     if cfg <= 0:
-        return estimator(cond_x, tt, cond=cond_prefix if add_cond is None else add_cond,
-                         attention_mask=cond_mask)[:, -n:]
+        return estimator(cond_x, tt, cond=cond_prefix if add_cond is None else add_cond, attention_mask=cond_mask)[
+            :, -n:
+        ]
     if not batched:
-        out_c = estimator(cond_x, tt, cond=cond_prefix if add_cond is None else add_cond,
-                          attention_mask=cond_mask)[:, -n:]
+        out_c = estimator(cond_x, tt, cond=cond_prefix if add_cond is None else add_cond, attention_mask=cond_mask)[
+            :, -n:
+        ]
         out_u = estimator(uncond_x, tt, cond=add_uncond)
     else:
         total = num_prefix + seq
@@ -94,8 +108,9 @@ def _guided_pass(estimator, cond_x, uncond_x, t, cond_prefix=None, add_cond=None
         keep_u = torch.cat([cond_x.new_zeros(bsz, total - n), cond_x.new_ones(bsz, n)], 1)
         mask = torch.cat([keep_c, keep_u], 0)
         pos_c = torch.arange(total, device=cond_x.device)[None].expand(bsz, -1)
-        pos_u = torch.cat([torch.zeros(total - n, dtype=torch.long, device=cond_x.device),
-                           torch.arange(n, device=cond_x.device)])[None].expand(bsz, -1)
+        pos_u = torch.cat(
+            [torch.zeros(total - n, dtype=torch.long, device=cond_x.device), torch.arange(n, device=cond_x.device)]
+        )[None].expand(bsz, -1)
         positions = torch.cat([pos_c, pos_u], 0)
         if add_cond is not None:
             cond = torch.cat([add_cond, torch.cat([add_cond.new_zeros(bsz, pad, add_cond.shape[2]), add_uncond], 1)])
@@ -153,8 +168,9 @@ class MaskGctT2SModel(MaskGctPreTrainedModel):
         self.diff_estimator = MaskGctDiffusionTransformer(config, conditioning="prefix")
         self.post_init()
 
-    def forward(self, x0: torch.LongTensor, x_mask: torch.Tensor | None = None, phone_id=None, phone_mask=None,
-                **kwargs) -> MaskGctT2SOutput:
+    def forward(
+        self, x0: torch.LongTensor, x_mask: torch.Tensor | None = None, phone_id=None, phone_mask=None, **kwargs
+    ) -> MaskGctT2SOutput:
         """Masked-token training step (spec 7.3): random t, random prompt, Bernoulli mask.
 
         Args:
@@ -180,8 +196,13 @@ class MaskGctT2SModel(MaskGctPreTrainedModel):
         embeds = self.diff_estimator(xt, t, cond=phone_embedding, attention_mask=attention_mask)
         logits = self.to_logit(embeds)
         final_mask = mask * x_mask[..., None]
-        return MaskGctT2SOutput(loss=_masked_ce(logits, x0, final_mask), logits=logits, final_mask=final_mask,
-                                prompt_len=prompt_len, mask_prob=mask_prob)
+        return MaskGctT2SOutput(
+            loss=_masked_ce(logits, x0, final_mask),
+            logits=logits,
+            final_mask=final_mask,
+            prompt_len=prompt_len,
+            mask_prob=mask_prob,
+        )
 
     @torch.no_grad()
     def generate(
@@ -231,13 +252,30 @@ class MaskGctT2SModel(MaskGctPreTrainedModel):
 
         def predict_logits(ids, mask, t):
             cur = torch.where(mask[..., None], mask_emb, self.cond_emb(ids))
-            out = _guided_pass(self.diff_estimator, torch.cat([prompt_emb, cur], 1), cur, t,
-                               cond_prefix=phone_embedding, cfg=cfg, rescale_cfg=rescale_cfg, batched=cfg_batching,
-                               prefix_mask=phone_mask)
+            out = _guided_pass(
+                self.diff_estimator,
+                torch.cat([prompt_emb, cur], 1),
+                cur,
+                t,
+                cond_prefix=phone_embedding,
+                cfg=cfg,
+                rescale_cfg=rescale_cfg,
+                batched=cfg_batching,
+                prefix_mask=phone_mask,
+            )
             return self.to_logit(out)
 
-        return mask_predict(predict_logits, prompt_ids.shape[0], target_len, n_timesteps, device, temperature,
-                            filter_thres, do_sample=do_sample, generator=generator)
+        return mask_predict(
+            predict_logits,
+            prompt_ids.shape[0],
+            target_len,
+            n_timesteps,
+            device,
+            temperature,
+            filter_thres,
+            do_sample=do_sample,
+            generator=generator,
+        )
 
 
 def _draw_prompt_and_mask(x0, mask_prob, cfg_scale, prompt_fraction):
@@ -308,8 +346,9 @@ class MaskGctS2AModel(MaskGctPreTrainedModel):
         weights = weights / weights.sum()
         return torch.multinomial(weights, 1).to(device)
 
-    def forward(self, x0: torch.LongTensor, x_mask: torch.Tensor | None = None, cond_code=None,
-                **kwargs) -> MaskGctS2AOutput:
+    def forward(
+        self, x0: torch.LongTensor, x_mask: torch.Tensor | None = None, cond_code=None, **kwargs
+    ) -> MaskGctS2AOutput:
         """Masked-token training step (spec 7.3) on one randomly drawn RVQ layer.
 
         Args:
@@ -343,9 +382,14 @@ class MaskGctS2AModel(MaskGctPreTrainedModel):
         embeds = self.diff_estimator(xt, t, cond=cond, attention_mask=x_mask)
         logits = self.to_logits[layer](embeds)
         final_mask = mask * x_mask[..., None]
-        return MaskGctS2AOutput(loss=_masked_ce(logits, x0[:, :, layer], final_mask), logits=logits,
-                                mask_layer=mask_layer, final_mask=final_mask, prompt_len=prompt_len,
-                                mask_prob=mask_prob)
+        return MaskGctS2AOutput(
+            loss=_masked_ce(logits, x0[:, :, layer], final_mask),
+            logits=logits,
+            mask_layer=mask_layer,
+            final_mask=final_mask,
+            prompt_len=prompt_len,
+            mask_prob=mask_prob,
+        )
 
     @torch.no_grad()
     def generate(
@@ -430,17 +474,35 @@ class MaskGctS2AModel(MaskGctPreTrainedModel):
             cond = cond_base + self.layer_emb.weight[layer][None, None]
             layers_above = max_layer - 1 - layer
 
-            def predict_logits(ids, mask, t, cond=cond, token_emb=token_emb, to_logits=to_logits,
-                               layers_above=layers_above):
+            def predict_logits(
+                ids, mask, t, cond=cond, token_emb=token_emb, to_logits=to_logits, layers_above=layers_above, cum=cum
+            ):
                 cur = cum + torch.where(mask[..., None], mask_emb, token_emb(ids))
                 cur = cur + mask_emb[None, None] * layers_above
-                hidden = _guided_pass(self.diff_estimator, torch.cat([prompt_emb, cur], 1), cur, t, add_cond=cond,
-                                      add_uncond=cond[:, prompt_len:], cfg=cfg, rescale_cfg=rescale_cfg,
-                                      batched=cfg_batching)
+                hidden = _guided_pass(
+                    self.diff_estimator,
+                    torch.cat([prompt_emb, cur], 1),
+                    cur,
+                    t,
+                    add_cond=cond,
+                    add_uncond=cond[:, prompt_len:],
+                    cfg=cfg,
+                    rescale_cfg=rescale_cfg,
+                    batched=cfg_batching,
+                )
                 return to_logits(hidden)
 
-            ids = mask_predict(predict_logits, bsz, n, n_timesteps[layer], device, temperature, filter_thres,
-                               do_sample=do_sample, generator=generator)
+            ids = mask_predict(
+                predict_logits,
+                bsz,
+                n,
+                n_timesteps[layer],
+                device,
+                temperature,
+                filter_thres,
+                do_sample=do_sample,
+                generator=generator,
+            )
             cum = cum + token_emb(ids)
             out[:, :, layer] = ids
         return out

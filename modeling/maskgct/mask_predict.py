@@ -17,7 +17,7 @@ generator of the logits' device) - the same stream as the original, so seeded ru
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

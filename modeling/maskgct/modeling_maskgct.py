@@ -15,7 +15,6 @@ processor files. `from_pretrained` also accepts a single-file checkpoint written
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from transformers import PreTrainedModel, Wav2Vec2BertModel
 from transformers.utils import ModelOutput
 
 from ...configuration.maskgct import MaskGctConfig
+from ..compat import cpu_rng_untouched
 from .codecs import MaskGctAcousticCodecModel, MaskGctSemanticCodecModel
 from .generators import MaskGctS2AModel, MaskGctT2SModel
 
@@ -58,8 +58,14 @@ class MaskGctGenerationOutput(ModelOutput):
     prompt_acoustic_codes: torch.LongTensor | None = None
 
 
-def target_length_frames(target_len, prompt_num_samples: int, num_prompt_phones: int, num_target_phones: int,
-                         semantic_sampling_rate: int, frame_rate: int) -> int:
+def target_length_frames(
+    target_len,
+    prompt_num_samples: int,
+    num_prompt_phones: int,
+    num_target_phones: int,
+    semantic_sampling_rate: int,
+    frame_rate: int,
+) -> int:
     """Number of semantic frames to generate: ``target_len`` seconds, or (None) the prompt's speaking rate
     transferred to the target phones (spec 8.2; truncation toward 0 as the original)."""
     if target_len is None:
@@ -129,8 +135,11 @@ class MaskGctForTextToSpeech(MaskGctPreTrainedModelBase):
         config = kwargs.pop("config", None)
         if not isinstance(config, MaskGctConfig):
             config = MaskGctConfig.from_pretrained(str(folder))
-        load_kwargs = {k: kwargs[k] for k in ("dtype", "torch_dtype", "attn_implementation", "device_map",
-                                              "low_cpu_mem_usage") if k in kwargs}
+        load_kwargs = {
+            k: kwargs[k]
+            for k in ("dtype", "torch_dtype", "attn_implementation", "device_map", "low_cpu_mem_usage")
+            if k in kwargs
+        }
         components = {}
         for name, (config_attr, component_cls) in COMPONENTS.items():
             sub_kwargs = dict(load_kwargs)
@@ -157,8 +166,9 @@ class MaskGctForTextToSpeech(MaskGctPreTrainedModelBase):
     # ------------------------------------------------------------------------------------------------ semantic
 
     @torch.no_grad()
-    def extract_semantic_codes(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None
-                               ) -> torch.LongTensor:
+    def extract_semantic_codes(
+        self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> torch.LongTensor:
         """w2v-bert features ([B, T, 160] from the processor's feature extractor) -> semantic codes [B, T].
 
         Layer ``config.semantic_layer`` of w2v-bert-2.0, normalised with the stored statistics, quantized by the
@@ -168,22 +178,24 @@ class MaskGctForTextToSpeech(MaskGctPreTrainedModelBase):
             raise ValueError(f"input_features must be [batch, frames, features], got {tuple(input_features.shape)}")
         expected = self.semantic_model.config.feature_projection_input_dim
         if input_features.shape[-1] != expected:
-            raise ValueError(f"input_features must have {expected} features per frame (w2v-bert's stacked "
-                             f"fbank), got {input_features.shape[-1]}")
+            raise ValueError(
+                f"input_features must have {expected} features per frame (w2v-bert's stacked "
+                f"fbank), got {input_features.shape[-1]}"
+            )
         device = self.semantic_codec.device
         input_features = input_features.to(device=device, dtype=self.semantic_model.dtype)
         if attention_mask is not None:
             attention_mask = attention_mask.to(device)
-        # Some transformers versions draw a CPU random number per w2v-bert layer even in eval (LayerDrop check):
-        # keep the global stream untouched whatever the version (generate() replays the original's draws itself)
-        rng_state = torch.get_rng_state()
-        try:
-            out = self.semantic_model(input_features=input_features, attention_mask=attention_mask,
-                                      output_hidden_states=True)
-        finally:
-            torch.set_rng_state(rng_state)
+        # the random stream stays untouched whatever the transformers release (generate() replays the original's
+        # draws itself)
+        with cpu_rng_untouched():
+            out = self.semantic_model(
+                input_features=input_features, attention_mask=attention_mask, output_hidden_states=True
+            )
         hidden = out.hidden_states[self.config.semantic_layer]
-        codes, _ = self.semantic_codec.quantize(self.semantic_codec.normalize_features(hidden.to(self.semantic_codec.dtype)))
+        codes, _ = self.semantic_codec.quantize(
+            self.semantic_codec.normalize_features(hidden.to(self.semantic_codec.dtype))
+        )
         return codes
 
     # ------------------------------------------------------------------------------------------------ generation
@@ -262,25 +274,31 @@ class MaskGctForTextToSpeech(MaskGctPreTrainedModelBase):
                 if len(text) != 1:
                     raise ValueError("MaskGCT generates one utterance per call: pass a single text")
                 text = text[0]
-            inputs = self._text_processor()(text=text, prompt_text=prompt_text, prompt_audio=prompt_audio,
-                                            language=language)
+            inputs = self._text_processor()(
+                text=text, prompt_text=prompt_text, prompt_audio=prompt_audio, language=language
+            )
             phone_ids, input_features = inputs["phone_ids"], inputs["input_features"]
             attention_mask, prompt_audio_values = inputs["attention_mask"], inputs["prompt_audio_values"]
             num_prompt_phones, prompt_num_samples = inputs["num_prompt_phones"], inputs["prompt_num_samples"]
-        missing = [name for name, value in (("input_features", input_features),
-                                            ("prompt_audio_values", prompt_audio_values)) if value is None]
+        missing = [
+            name
+            for name, value in (("input_features", input_features), ("prompt_audio_values", prompt_audio_values))
+            if value is None
+        ]
         if missing:
             raise ValueError(f"generate() needs {missing}: pass the processor outputs of a prompt (prompt_audio)")
         if phone_ids.dim() != 2 or phone_ids.shape[0] != 1:
-            raise ValueError(f"MaskGCT generates one utterance per call: phone_ids must be [1, phones], got "
-                             f"{tuple(phone_ids.shape)}")
+            raise ValueError(
+                f"MaskGCT generates one utterance per call: phone_ids must be [1, phones], got {tuple(phone_ids.shape)}"
+            )
         q = self.s2a_full.config.num_quantizer
         if n_timesteps_s2a is None:
             n_timesteps_s2a = (list(DEFAULT_S2A_STEPS) + [1] * q)[:q]
         n_timesteps_s2a = list(n_timesteps_s2a)
         if len(n_timesteps_s2a) != q:
-            raise ValueError(f"n_timesteps_s2a must list one step count per acoustic layer ({q}), got "
-                             f"{len(n_timesteps_s2a)}")
+            raise ValueError(
+                f"n_timesteps_s2a must list one step count per acoustic layer ({q}), got {len(n_timesteps_s2a)}"
+            )
         total_phones = phone_ids.shape[1]
         n_prompt = int(num_prompt_phones.reshape(-1)[0]) if num_prompt_phones is not None else None
         if target_len is None and (n_prompt is None or prompt_num_samples is None):
@@ -302,24 +320,53 @@ class MaskGctForTextToSpeech(MaskGctPreTrainedModelBase):
             for _ in range(self.config.semantic_rng_draws):
                 torch.rand([], generator=cpu_generator)
         generated = self.t2s.generate(
-            prompt_ids=prompt_semantic, phone_ids=phone_ids.to(device), target_len=n_frames,
-            n_timesteps=n_timesteps, cfg=cfg, rescale_cfg=rescale_cfg, temperature=temperature,
-            filter_thres=filter_thres, do_sample=do_sample, generator=generator, cfg_batching=cfg_batching,
+            prompt_ids=prompt_semantic,
+            phone_ids=phone_ids.to(device),
+            target_len=n_frames,
+            n_timesteps=n_timesteps,
+            cfg=cfg,
+            rescale_cfg=rescale_cfg,
+            temperature=temperature,
+            filter_thres=filter_thres,
+            do_sample=do_sample,
+            generator=generator,
+            cfg_batching=cfg_batching,
         )
         semantic_ids = torch.cat([prompt_semantic, generated], dim=1)
         prompt_audio_values = prompt_audio_values.to(device=self.acoustic_codec.device, dtype=self.acoustic_codec.dtype)
         prompt_acoustic = self.acoustic_codec.encode(prompt_audio_values).audio_codes
         if prompt_acoustic.shape[1] >= semantic_ids.shape[1]:
             raise ValueError("the acoustic prompt is as long as prompt + target: use a longer target_len")
-        s2a = dict(cfg=cfg_s2a, rescale_cfg=rescale_cfg_s2a, temperature=temperature_s2a, filter_thres=filter_thres,
-                   do_sample=do_sample, generator=generator, cfg_batching=cfg_batching)
-        layer0 = self.s2a_1layer.generate(semantic_ids=semantic_ids, prompt_codes=prompt_acoustic.to(device),
-                                          n_timesteps=n_timesteps_s2a[: self.s2a_1layer.config.num_quantizer], **s2a)
-        codes = self.s2a_full.generate(semantic_ids=semantic_ids, prompt_codes=prompt_acoustic.to(device),
-                                       n_timesteps=n_timesteps_s2a, gt_codes=layer0, **s2a)
+        s2a = {
+            "cfg": cfg_s2a,
+            "rescale_cfg": rescale_cfg_s2a,
+            "temperature": temperature_s2a,
+            "filter_thres": filter_thres,
+            "do_sample": do_sample,
+            "generator": generator,
+            "cfg_batching": cfg_batching,
+        }
+        layer0 = self.s2a_1layer.generate(
+            semantic_ids=semantic_ids,
+            prompt_codes=prompt_acoustic.to(device),
+            n_timesteps=n_timesteps_s2a[: self.s2a_1layer.config.num_quantizer],
+            **s2a,
+        )
+        codes = self.s2a_full.generate(
+            semantic_ids=semantic_ids,
+            prompt_codes=prompt_acoustic.to(device),
+            n_timesteps=n_timesteps_s2a,
+            gt_codes=layer0,
+            **s2a,
+        )
         audio = self.acoustic_codec.decode(codes.to(self.acoustic_codec.device)).audio_values
-        return MaskGctGenerationOutput(audio=audio, semantic_ids=semantic_ids, acoustic_codes=codes,
-                                       prompt_semantic_ids=prompt_semantic, prompt_acoustic_codes=prompt_acoustic)
+        return MaskGctGenerationOutput(
+            audio=audio,
+            semantic_ids=semantic_ids,
+            acoustic_codes=codes,
+            prompt_semantic_ids=prompt_semantic,
+            prompt_acoustic_codes=prompt_acoustic,
+        )
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(

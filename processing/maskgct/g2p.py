@@ -10,7 +10,7 @@ Latin/other-script segmentation), "fr", "de", "ko". Chinese and Japanese need th
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 
 ESPEAK_VOICES = {"en": "en-us", "fr": "fr-fr", "de": "de", "ko": "ko"}
 UNSUPPORTED = {"zh": "Chinese", "ja": "Japanese"}
@@ -21,7 +21,7 @@ class PhonemizerNotAvailableError(ImportError):
     """phonemizer / espeak-ng are missing."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def _backend(voice: str):
     try:
         from phonemizer.backend import EspeakBackend
@@ -48,12 +48,28 @@ def _backend(voice: str):
 
 
 _ABBREVIATIONS = [
-    (re.compile(r"\b%s\b" % abbr, re.IGNORECASE), full)
+    (re.compile(rf"\b{abbr}\b", re.IGNORECASE), full)
     for abbr, full in [
-        ("mrs", "misess"), ("mr", "mister"), ("dr", "doctor"), ("st", "saint"), ("co", "company"),
-        ("jr", "junior"), ("maj", "major"), ("gen", "general"), ("drs", "doctors"), ("rev", "reverend"),
-        ("lt", "lieutenant"), ("hon", "honorable"), ("sgt", "sergeant"), ("capt", "captain"), ("esq", "esquire"),
-        ("ltd", "limited"), ("col", "colonel"), ("ft", "fort"), ("etc", "et cetera"), ("btw", "by the way"),
+        ("mrs", "misess"),
+        ("mr", "mister"),
+        ("dr", "doctor"),
+        ("st", "saint"),
+        ("co", "company"),
+        ("jr", "junior"),
+        ("maj", "major"),
+        ("gen", "general"),
+        ("drs", "doctors"),
+        ("rev", "reverend"),
+        ("lt", "lieutenant"),
+        ("hon", "honorable"),
+        ("sgt", "sergeant"),
+        ("capt", "captain"),
+        ("esq", "esquire"),
+        ("ltd", "limited"),
+        ("col", "colonel"),
+        ("ft", "fort"),
+        ("etc", "et cetera"),
+        ("btw", "by the way"),
     ]
 ]
 
@@ -72,7 +88,9 @@ def _inflect():
     try:
         import inflect
     except ImportError as err:
-        raise PhonemizerNotAvailableError("English number normalisation needs `inflect` (codectts[phonemizer])") from err
+        raise PhonemizerNotAvailableError(
+            "English number normalisation needs `inflect` (codectts[phonemizer])"
+        ) from err
     return inflect.engine()
 
 
@@ -84,12 +102,16 @@ def _expand_dollars(m: re.Match) -> str:
     dollars = int(parts[0]) if parts[0] else 0
     cents = int(parts[1]) if len(parts) > 1 and parts[1] else 0
     if dollars and cents:
-        return "%s %s, %s %s" % (dollars, "dollar" if dollars == 1 else "dollars", cents,
-                                 "cent" if cents == 1 else "cents")
+        return "{} {}, {} {}".format(
+            dollars,
+            "dollar" if dollars == 1 else "dollars",
+            cents,
+            "cent" if cents == 1 else "cents",
+        )
     if dollars:
-        return "%s %s" % (dollars, "dollar" if dollars == 1 else "dollars")
+        return "{} {}".format(dollars, "dollar" if dollars == 1 else "dollars")
     if cents:
-        return "%s %s" % (cents, "cent" if cents == 1 else "cents")
+        return "{} {}".format(cents, "cent" if cents == 1 else "cents")
     return "zero dollars"
 
 
@@ -141,19 +163,45 @@ def normalize_english(text: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ phonemisation
 
-_CJK_PUNCTUATION = [("，", ","), ("。", "."), ("！", "!"), ("？", "?"), ("；", ";"), ("：", ":"), ("、", ","),
-                    ("‘", "'"), ("’", "'"), ("⋯", "…"), ("···", "…"), ("・・・", "…"), ("...", "…")]
+_CJK_PUNCTUATION = [
+    ("，", ","),
+    ("。", "."),
+    ("！", "!"),
+    ("？", "?"),
+    ("；", ";"),
+    ("：", ":"),
+    ("、", ","),
+    ("‘", "'"),
+    ("’", "'"),
+    ("⋯", "…"),
+    ("···", "…"),
+    ("・・・", "…"),
+    ("...", "…"),
+]
 
 # (units, replacement): merged or substituted only where the unit sequence is bounded by "|", "_" or the ends
-_SPECIAL_MAP = [("t|ɹ", "tɹ"), ("d|ɹ", "dɹ"), ("t|s", "ts"), ("d|z", "dz"), ("ɪ|ɹ", "ɪɹ"), ("ɐ", "ɚ"),
-                ("ᵻ", "ɪ"), ("əl", "l"), ("x", "k"), ("ɬ", "l"), ("ʔ", "t"), ("n̩", "n"), ("oː|ɹ", "oːɹ")]
+_SPECIAL_MAP = [
+    ("t|ɹ", "tɹ"),
+    ("d|ɹ", "dɹ"),
+    ("t|s", "ts"),
+    ("d|z", "dz"),
+    ("ɪ|ɹ", "ɪɹ"),
+    ("ɐ", "ɚ"),
+    ("ᵻ", "ɪ"),
+    ("əl", "l"),
+    ("x", "k"),
+    ("ɬ", "l"),
+    ("ʔ", "t"),
+    ("n̩", "n"),
+    ("oː|ɹ", "oːɹ"),
+]
 
 
 def _special_map(phones: str) -> str:
     for units, replacement in _SPECIAL_MAP:
-        pattern = re.compile(r"(^|[_|])%s([_|]|$)" % re.escape(units))
+        pattern = re.compile(rf"(^|[_|]){re.escape(units)}([_|]|$)")
         while pattern.search(phones):
-            phones = pattern.sub(lambda m: m.group(1) + replacement + m.group(2), phones)
+            phones = pattern.sub(lambda m, r=replacement: m.group(1) + r + m.group(2), phones)
     return phones
 
 

@@ -32,8 +32,13 @@ def default_phone_vocab() -> dict[str, int]:
 def default_feature_extractor() -> SeamlessM4TFeatureExtractor:
     """``SeamlessM4TFeatureExtractor`` with the facebook/w2v-bert-2.0 values."""
     return SeamlessM4TFeatureExtractor(
-        feature_size=80, num_mel_bins=80, sampling_rate=16000, stride=2, padding_value=1.0,
-        return_attention_mask=True, padding_side="right",
+        feature_size=80,
+        num_mel_bins=80,
+        sampling_rate=16000,
+        stride=2,
+        padding_value=1.0,
+        return_attention_mask=True,
+        padding_side="right",
     )
 
 
@@ -49,8 +54,14 @@ class MaskGctProcessor(ProcessorMixin):
 
     attributes = ["feature_extractor"]
 
-    def __init__(self, feature_extractor=None, phone_vocab: dict[str, int] | None = None,
-                 sampling_rate: int = 24000, language: str = "en", **kwargs):
+    def __init__(
+        self,
+        feature_extractor=None,
+        phone_vocab: dict[str, int] | None = None,
+        sampling_rate: int = 24000,
+        language: str = "en",
+        **kwargs,
+    ):
         if feature_extractor is None:
             feature_extractor = default_feature_extractor()
         self.phone_vocab = dict(phone_vocab) if phone_vocab is not None else default_phone_vocab()
@@ -76,15 +87,25 @@ class MaskGctProcessor(ProcessorMixin):
                 raise ValueError("prompt_audio as a list must be [(wav_16k, 16000), (wav_24k, 24000)]")
             for (_, rate), expected, name in zip(prompt_audio, rates, ("first", "second")):
                 if int(rate) != expected:
-                    raise ValueError(f"prompt_audio: the {name} waveform must be at {expected} Hz, got {rate} Hz "
-                                     "(or pass one (waveform, sampling_rate) pair to resample)")
+                    raise ValueError(
+                        f"prompt_audio: the {name} waveform must be at {expected} Hz, got {rate} Hz "
+                        "(or pass one (waveform, sampling_rate) pair to resample)"
+                    )
             return tuple(prepare_waveform(item, rate, what="prompt_audio") for item, rate in zip(prompt_audio, rates))
         if isinstance(prompt_audio, (np.ndarray, torch.Tensor)):
             raise ValueError("prompt_audio must say its sampling rate: pass (waveform, sampling_rate)")
         return tuple(prepare_waveform(prompt_audio, rate, what="prompt_audio") for rate in rates)
 
-    def __call__(self, text=None, prompt_text: str | None = None, prompt_audio=None, language: str | None = None,
-                 target_language: str | None = None, return_tensors: str | None = "pt", **kwargs) -> BatchFeature:
+    def __call__(
+        self,
+        text=None,
+        prompt_text: str | None = None,
+        prompt_audio=None,
+        language: str | None = None,
+        target_language: str | None = None,
+        return_tensors: str | None = "pt",
+        **kwargs,
+    ) -> BatchFeature:
         """Build generate() inputs for one utterance (see the module docstring).
 
         Args:
@@ -130,8 +151,14 @@ class MaskGctProcessor(ProcessorMixin):
 
     @property
     def model_input_names(self):
-        return ["phone_ids", "num_prompt_phones", "input_features", "attention_mask", "prompt_audio_values",
-                "prompt_num_samples"]
+        return [
+            "phone_ids",
+            "num_prompt_phones",
+            "input_features",
+            "attention_mask",
+            "prompt_audio_values",
+            "prompt_num_samples",
+        ]
 
 
 __all__ = ["AudioInputError", "MaskGctProcessor", "default_feature_extractor", "default_phone_vocab"]

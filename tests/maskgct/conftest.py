@@ -18,9 +18,7 @@ STATS = GOLDEN / "w2v_bert_stats.safetensors"
 def convert(dst: Path) -> Path:
     from codectts.conversion import convert_checkpoint
 
-    return convert_checkpoint(
-        ORIGINAL, dst, config=ORIGINAL / "maskgct.json", semantic_model=W2V, semantic_stats=STATS
-    )
+    return convert_checkpoint(ORIGINAL, dst, config=ORIGINAL / "maskgct.json", semantic_model=W2V, semantic_stats=STATS)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -17,8 +17,14 @@ from codectts.modeling.maskgct import MaskGctForTextToSpeech
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "golden" / "maskgct"
 ORIGINAL = GOLDEN / "original"
-OPTIONS = ["--config", str(ORIGINAL / "maskgct.json"), "--semantic-model", str(GOLDEN / "w2v_bert_tiny"),
-           "--semantic-stats", str(GOLDEN / "w2v_bert_stats.safetensors")]
+OPTIONS = [
+    "--config",
+    str(ORIGINAL / "maskgct.json"),
+    "--semantic-model",
+    str(GOLDEN / "w2v_bert_tiny"),
+    "--semantic-stats",
+    str(GOLDEN / "w2v_bert_stats.safetensors"),
+]
 
 
 def test_cli_detects_the_official_layout(tmp_path):
@@ -45,8 +51,13 @@ def test_save_pretrained_round_trip(model, tmp_path):
 def test_stats_from_a_torch_file(tmp_path):
     stats = load_file(str(GOLDEN / "w2v_bert_stats.safetensors"))
     torch.save({"mean": stats["mean"], "var": stats["var"]}, tmp_path / "stats.pt")
-    out = convert_checkpoint(ORIGINAL, tmp_path / "out", config=ORIGINAL / "maskgct.json",
-                             semantic_model=GOLDEN / "w2v_bert_tiny", semantic_stats=tmp_path / "stats.pt")
+    out = convert_checkpoint(
+        ORIGINAL,
+        tmp_path / "out",
+        config=ORIGINAL / "maskgct.json",
+        semantic_model=GOLDEN / "w2v_bert_tiny",
+        semantic_stats=tmp_path / "stats.pt",
+    )
     codec = AutoModel.from_pretrained(str(out / "semantic_codec"))
     assert torch.equal(codec.feature_mean, stats["mean"]) and torch.equal(codec.feature_var, stats["var"])
 
@@ -54,8 +65,9 @@ def test_stats_from_a_torch_file(tmp_path):
 def test_default_stats_are_the_official_ones(tmp_path):
     # the shipped official statistics are 1024-d: they do not fit the tiny 32-d codec -> a clear error
     with pytest.raises(CheckpointMismatchError, match="statistics"):
-        convert_checkpoint(ORIGINAL, tmp_path / "out", config=ORIGINAL / "maskgct.json",
-                           semantic_model=GOLDEN / "w2v_bert_tiny")
+        convert_checkpoint(
+            ORIGINAL, tmp_path / "out", config=ORIGINAL / "maskgct.json", semantic_model=GOLDEN / "w2v_bert_tiny"
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -66,12 +78,22 @@ def test_mismatched_weights_and_missing_files(tmp_path):
     state.pop("mask_emb.weight")
     save_file(state, str(src / "t2s_model" / "model.safetensors"))
     with pytest.raises(CheckpointMismatchError, match="mask_emb.weight"):
-        convert_checkpoint(src, tmp_path / "out", config=src / "maskgct.json", semantic_model=GOLDEN / "w2v_bert_tiny",
-                           semantic_stats=GOLDEN / "w2v_bert_stats.safetensors")
+        convert_checkpoint(
+            src,
+            tmp_path / "out",
+            config=src / "maskgct.json",
+            semantic_model=GOLDEN / "w2v_bert_tiny",
+            semantic_stats=GOLDEN / "w2v_bert_stats.safetensors",
+        )
     (src / "acoustic_codec" / "model_1.safetensors").unlink()
     with pytest.raises(FileNotFoundError, match="model_1.safetensors"):
-        convert_checkpoint(src, tmp_path / "out", config=src / "maskgct.json", semantic_model=GOLDEN / "w2v_bert_tiny",
-                           semantic_stats=GOLDEN / "w2v_bert_stats.safetensors")
+        convert_checkpoint(
+            src,
+            tmp_path / "out",
+            config=src / "maskgct.json",
+            semantic_model=GOLDEN / "w2v_bert_tiny",
+            semantic_stats=GOLDEN / "w2v_bert_stats.safetensors",
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -84,7 +106,6 @@ def test_maskgct_options_rejected_for_other_families(tmp_path):
 
 def test_model_card_says_non_commercial_and_its_snippet_runs(converted, monkeypatch, tmp_path):
     import soundfile as sf
-
     from huggingface_hub import ModelCard
 
     from codectts.conversion.maskgct.model_card import render_maskgct_card

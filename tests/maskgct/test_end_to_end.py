@@ -81,8 +81,9 @@ def test_feature_path(processor, model):
     assert features["input_features"].shape == (1,) + tuple(o["fe.input_features"].shape)
     torch.testing.assert_close(features["input_features"][0], o["fe.input_features"], atol=1e-4, rtol=0)
     assert torch.equal(features["attention_mask"][0].long(), o["fe.attention_mask"].long())
-    hidden = model.semantic_model(input_features=features["input_features"],
-                                  attention_mask=features["attention_mask"], output_hidden_states=True)
+    hidden = model.semantic_model(
+        input_features=features["input_features"], attention_mask=features["attention_mask"], output_hidden_states=True
+    )
     assert len(hidden.hidden_states) == model.config.semantic_layer + 1  # truncated to the layers used
     torch.testing.assert_close(hidden.hidden_states[-1], o["w2v.hidden_states_17"], atol=1e-4, rtol=0)
     rng = torch.get_rng_state()
@@ -97,14 +98,21 @@ def test_generate_matches_the_original_pipeline(processor, model, run):
     o = outputs("pipeline")
     r = next(r for r in recipes("pipeline") if r["name"] == run)
     a = r["args"]
-    inputs = processor(text=a["target_text"], prompt_text=a["prompt_text"], prompt_audio=fixture_prompt(o),
-                       language=a["language"])
+    inputs = processor(
+        text=a["target_text"], prompt_text=a["prompt_text"], prompt_audio=fixture_prompt(o), language=a["language"]
+    )
     n_prompt = int(inputs["num_prompt_phones"][0])
     assert inputs["phone_ids"][0, :n_prompt].tolist() == o["g2p.prompt_phone_id"].tolist()
     assert inputs["phone_ids"][0, n_prompt:].tolist() == o["g2p.target_phone_id"].tolist()
-    kw = dict(n_timesteps=a["n_timesteps"], cfg=a["cfg"], rescale_cfg=a["rescale_cfg"],
-              n_timesteps_s2a=a["n_timesteps_s2a"], cfg_s2a=a["cfg_s2a"], rescale_cfg_s2a=a["rescale_cfg_s2a"],
-              do_sample=not r["noise_free"])
+    kw = {
+        "n_timesteps": a["n_timesteps"],
+        "cfg": a["cfg"],
+        "rescale_cfg": a["rescale_cfg"],
+        "n_timesteps_s2a": a["n_timesteps_s2a"],
+        "cfg_s2a": a["cfg_s2a"],
+        "rescale_cfg_s2a": a["rescale_cfg_s2a"],
+        "do_sample": not r["noise_free"],
+    }
     torch.manual_seed(r["seed_text2semantic"])
     out = model.generate(**inputs, target_len=a["target_len"], **kw)
     assert torch.equal(out.semantic_ids, o[run + ".combine_semantic_code"])
@@ -113,25 +121,38 @@ def test_generate_matches_the_original_pipeline(processor, model, run):
     codes = out.acoustic_codes
     if not r["noise_free"]:  # the original re-seeded before its S2A stage: replay that stage alone
         torch.manual_seed(r["seed_semantic2acoustic"])
-        s2a = dict(cfg=a["cfg_s2a"], rescale_cfg=a["rescale_cfg_s2a"])
-        layer0 = model.s2a_1layer.generate(semantic_ids=out.semantic_ids, prompt_codes=out.prompt_acoustic_codes,
-                                           n_timesteps=a["n_timesteps_s2a"][:1], **s2a)
-        codes = model.s2a_full.generate(semantic_ids=out.semantic_ids, prompt_codes=out.prompt_acoustic_codes,
-                                        n_timesteps=a["n_timesteps_s2a"], gt_codes=layer0, **s2a)
+        s2a = {"cfg": a["cfg_s2a"], "rescale_cfg": a["rescale_cfg_s2a"]}
+        layer0 = model.s2a_1layer.generate(
+            semantic_ids=out.semantic_ids,
+            prompt_codes=out.prompt_acoustic_codes,
+            n_timesteps=a["n_timesteps_s2a"][:1],
+            **s2a,
+        )
+        codes = model.s2a_full.generate(
+            semantic_ids=out.semantic_ids,
+            prompt_codes=out.prompt_acoustic_codes,
+            n_timesteps=a["n_timesteps_s2a"],
+            gt_codes=layer0,
+            **s2a,
+        )
     audio = model.acoustic_codec.decode(audio_codes=codes).audio_values[0]
     assert audio.shape == o[run + ".recovered_audio"].shape
     torch.testing.assert_close(audio, o[run + ".recovered_audio"], atol=1e-4, rtol=0)
     if r["noise_free"]:
         torch.testing.assert_close(out.audio[0], o[run + ".recovered_audio"], atol=1e-4, rtol=0)
-        assert out.acoustic_codes.shape == (1, out.semantic_ids.shape[1] - o[run + ".acoustic_code"].shape[1],
-                                            model.config.acoustic_codec_config.num_quantizers)
+        assert out.acoustic_codes.shape == (
+            1,
+            out.semantic_ids.shape[1] - o[run + ".acoustic_code"].shape[1],
+            model.config.acoustic_codec_config.num_quantizers,
+        )
 
 
 @needs_espeak
 def test_prompt_audio_is_resampled_for_both_paths(processor):
     o = outputs("pipeline")
-    wav48 = np.interp(np.arange(0, len(o["in.prompt_24k"]), 0.5), np.arange(len(o["in.prompt_24k"])),
-                      o["in.prompt_24k"].numpy()).astype(np.float32)
+    wav48 = np.interp(
+        np.arange(0, len(o["in.prompt_24k"]), 0.5), np.arange(len(o["in.prompt_24k"])), o["in.prompt_24k"].numpy()
+    ).astype(np.float32)
     inputs = processor(text="Hello.", prompt_text="We do not break.", prompt_audio=(wav48, 48000))
     assert inputs["prompt_audio_values"].shape[-1] == pytest.approx(len(wav48) / 2, abs=2)
     assert int(inputs["prompt_num_samples"][0]) == pytest.approx(len(wav48) / 3, abs=2)
@@ -141,7 +162,7 @@ def test_prompt_audio_is_resampled_for_both_paths(processor):
 @needs_espeak
 def test_bad_inputs(processor, model):
     o = outputs("pipeline")
-    good = dict(text="Hello.", prompt_text="We do not break.", prompt_audio=fixture_prompt(o))
+    good = {"text": "Hello.", "prompt_text": "We do not break.", "prompt_audio": fixture_prompt(o)}
     with pytest.raises(ValueError, match="16000 Hz"):
         processor(**{**good, "prompt_audio": [(o["in.prompt_16k"].numpy(), 24000), good["prompt_audio"][1]]})
     with pytest.raises(ValueError, match="sampling rate"):
@@ -165,12 +186,21 @@ def test_text_to_speech_pipeline(converted, model):
 
     o = outputs("pipeline")
     tts = pipeline("text-to-speech", model=str(converted))
-    params = {"prompt_text": " We do not break.", "prompt_audio": fixture_prompt(o), "language": "en",
-              "target_len": 0.3, "n_timesteps": 3, "n_timesteps_s2a": [2, 1, 1, 1], "do_sample": False}
+    params = {
+        "prompt_text": " We do not break.",
+        "prompt_audio": fixture_prompt(o),
+        "language": "en",
+        "target_len": 0.3,
+        "n_timesteps": 3,
+        "n_timesteps_s2a": [2, 1, 1, 1],
+        "do_sample": False,
+    }
     result = tts("Hello world, this is a test.", forward_params=params)
     assert result["sampling_rate"] == 24000 and result["audio"].dtype == np.float32
-    inputs = tts.processor(text="Hello world, this is a test.", prompt_text=params["prompt_text"],
-                           prompt_audio=params["prompt_audio"])
-    expected = model.generate(**inputs, **{k: v for k, v in params.items() if k not in ("prompt_text", "prompt_audio",
-                                                                                         "language")})
+    inputs = tts.processor(
+        text="Hello world, this is a test.", prompt_text=params["prompt_text"], prompt_audio=params["prompt_audio"]
+    )
+    expected = model.generate(
+        **inputs, **{k: v for k, v in params.items() if k not in ("prompt_text", "prompt_audio", "language")}
+    )
     np.testing.assert_allclose(result["audio"], expected.audio[0].numpy(), atol=1e-5)

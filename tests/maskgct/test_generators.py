@@ -23,8 +23,10 @@ def recipes(name):
 
 
 def load_generators(folder, attn_implementation):
-    return {name: AutoModel.from_pretrained(str(folder / name), attn_implementation=attn_implementation).eval()
-            for name in ("t2s", "s2a_1layer", "s2a_full")}
+    return {
+        name: AutoModel.from_pretrained(str(folder / name), attn_implementation=attn_implementation).eval()
+        for name in ("t2s", "s2a_1layer", "s2a_full")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +35,13 @@ def models(converted):
 
 
 def decoding_args(args, noise_free):
-    return dict(cfg=args["cfg"], rescale_cfg=args["rescale_cfg"], temperature=args["temp"],
-                filter_thres=args["filter_thres"], do_sample=not noise_free)
+    return {
+        "cfg": args["cfg"],
+        "rescale_cfg": args["rescale_cfg"],
+        "temperature": args["temp"],
+        "filter_thres": args["filter_thres"],
+        "do_sample": not noise_free,
+    }
 
 
 @torch.no_grad()
@@ -57,9 +64,14 @@ def test_t2s_generate_every_recorded_run(models, cfg_batching):
     for r in runs:
         a = r["args"]
         torch.manual_seed(r["seed"])
-        seq = t2s.generate(prompt_ids=o[a["prompt"]], phone_ids=o[a["phone_id"]], target_len=a["target_len"],
-                           n_timesteps=a["n_timesteps"], cfg_batching=cfg_batching,
-                           **decoding_args(a, r["noise_free"]))
+        seq = t2s.generate(
+            prompt_ids=o[a["prompt"]],
+            phone_ids=o[a["phone_id"]],
+            target_len=a["target_len"],
+            n_timesteps=a["n_timesteps"],
+            cfg_batching=cfg_batching,
+            **decoding_args(a, r["noise_free"]),
+        )
         assert seq.dtype == torch.long and seq.shape == o[r["name"] + ".seq"].shape
         assert torch.equal(seq, o[r["name"] + ".seq"]), r["name"]
 
@@ -68,9 +80,14 @@ def test_t2s_seeded_generator_matches_global_seed(models):
     t2s, o = models["t2s"], outputs("t2s")
     r = next(r for r in recipes("t2s") if r["name"] == "gen_sampled_cfg")
     a = r["args"]
-    seq = t2s.generate(prompt_ids=o[a["prompt"]], phone_ids=o[a["phone_id"]], target_len=a["target_len"],
-                       n_timesteps=a["n_timesteps"], generator=torch.Generator().manual_seed(r["seed"]),
-                       **decoding_args(a, False))
+    seq = t2s.generate(
+        prompt_ids=o[a["prompt"]],
+        phone_ids=o[a["phone_id"]],
+        target_len=a["target_len"],
+        n_timesteps=a["n_timesteps"],
+        generator=torch.Generator().manual_seed(r["seed"]),
+        **decoding_args(a, False),
+    )
     assert torch.equal(seq, o["gen_sampled_cfg.seq"])
 
 
@@ -116,10 +133,16 @@ def test_s2a_chained_runs(models):
         a = r["args"]
         kw = decoding_args(a, r["noise_free"])
         torch.manual_seed(r["seed"])  # one seed, then both models draw in turn
-        layer0 = models["s2a_1layer"].generate(semantic_ids=o["in.semantic"], prompt_codes=o["in.prompt"],
-                                               n_timesteps=a["n_timesteps_1layer"], **kw)
-        codes = models["s2a_full"].generate(semantic_ids=o["in.semantic"], prompt_codes=o["in.prompt"],
-                                            n_timesteps=a["n_timesteps_full"], gt_codes=layer0, **kw)
+        layer0 = models["s2a_1layer"].generate(
+            semantic_ids=o["in.semantic"], prompt_codes=o["in.prompt"], n_timesteps=a["n_timesteps_1layer"], **kw
+        )
+        codes = models["s2a_full"].generate(
+            semantic_ids=o["in.semantic"],
+            prompt_codes=o["in.prompt"],
+            n_timesteps=a["n_timesteps_full"],
+            gt_codes=layer0,
+            **kw,
+        )
         assert torch.equal(layer0, o[f"1layer.{r['name']}.codes"]), r["name"]
         assert torch.equal(codes, o[f"full.{r['name']}.codes"]), r["name"]
 
@@ -130,8 +153,11 @@ def test_s2a_full_without_gt_and_max_layer(models, name):
     r = next(r for r in recipes("s2a") if r["name"] == name)
     a = r["args"]
     codes = models["s2a_full"].generate(
-        semantic_ids=o["in.semantic"], prompt_codes=o["in.prompt"], n_timesteps=a["n_timesteps"],
-        gt_codes=o[a["gt_code"]] if "gt_code" in a else None, max_layer=a.get("max_layer"),
+        semantic_ids=o["in.semantic"],
+        prompt_codes=o["in.prompt"],
+        n_timesteps=a["n_timesteps"],
+        gt_codes=o[a["gt_code"]] if "gt_code" in a else None,
+        max_layer=a.get("max_layer"),
         **decoding_args(a, r["noise_free"]),
     )
     assert torch.equal(codes, o[name + ".codes"])
@@ -150,13 +176,16 @@ def test_bad_generation_input(models):
     with pytest.raises(ValueError, match="one step count per layer"):
         s2a.generate(semantic_ids=o["in.semantic"], prompt_codes=o["in.prompt"], n_timesteps=[1] * (q + 1))
     with pytest.raises(ValueError, match="gt_codes must be"):
-        s2a.generate(semantic_ids=o["in.semantic"], prompt_codes=o["in.prompt"], n_timesteps=[1] * q,
-                     gt_codes=torch.zeros(1, 3, 1, dtype=torch.long))
+        s2a.generate(
+            semantic_ids=o["in.semantic"],
+            prompt_codes=o["in.prompt"],
+            n_timesteps=[1] * q,
+            gt_codes=torch.zeros(1, 3, 1, dtype=torch.long),
+        )
     with pytest.raises(ValueError, match="longer than the acoustic prompt"):
         s2a.generate(semantic_ids=o["in.semantic"][:, :5], prompt_codes=o["in.prompt"], n_timesteps=[1] * q)
     with pytest.raises(ValueError, match="max_layer"):
-        s2a.generate(semantic_ids=o["in.semantic"], prompt_codes=o["in.prompt"], n_timesteps=[1] * q,
-                     max_layer=q + 1)
+        s2a.generate(semantic_ids=o["in.semantic"], prompt_codes=o["in.prompt"], n_timesteps=[1] * q, max_layer=q + 1)
 
 
 def test_eager_attention_gives_the_same_trajectories(converted):
@@ -166,16 +195,27 @@ def test_eager_attention_gives_the_same_trajectories(converted):
     o = outputs("t2s")
     r = next(r for r in recipes("t2s") if r["name"] == "gen_greedy_cfg_b2")
     a = r["args"]
-    seq = models["t2s"].generate(prompt_ids=o[a["prompt"]], phone_ids=o[a["phone_id"]], target_len=a["target_len"],
-                                 n_timesteps=a["n_timesteps"], **decoding_args(a, True))
+    seq = models["t2s"].generate(
+        prompt_ids=o[a["prompt"]],
+        phone_ids=o[a["phone_id"]],
+        target_len=a["target_len"],
+        n_timesteps=a["n_timesteps"],
+        **decoding_args(a, True),
+    )
     assert torch.equal(seq, o["gen_greedy_cfg_b2.seq"])
     o = outputs("s2a")
     r = next(r for r in recipes("s2a") if r["name"] == "sampled_cfg")
     a = r["args"]
     kw = decoding_args(a, r["noise_free"])
     torch.manual_seed(r["seed"])
-    layer0 = models["s2a_1layer"].generate(semantic_ids=o["in.semantic"], prompt_codes=o["in.prompt"],
-                                           n_timesteps=a["n_timesteps_1layer"], **kw)
-    codes = models["s2a_full"].generate(semantic_ids=o["in.semantic"], prompt_codes=o["in.prompt"],
-                                        n_timesteps=a["n_timesteps_full"], gt_codes=layer0, **kw)
+    layer0 = models["s2a_1layer"].generate(
+        semantic_ids=o["in.semantic"], prompt_codes=o["in.prompt"], n_timesteps=a["n_timesteps_1layer"], **kw
+    )
+    codes = models["s2a_full"].generate(
+        semantic_ids=o["in.semantic"],
+        prompt_codes=o["in.prompt"],
+        n_timesteps=a["n_timesteps_full"],
+        gt_codes=layer0,
+        **kw,
+    )
     assert torch.equal(codes, o["full.sampled_cfg.codes"])

@@ -26,8 +26,14 @@ def _data(model, n=8, length=24):
     for _ in range(n):
         if cfg.model_type == "maskgct_t2s":
             x0 = torch.randint(0, 4, (length,), generator=g) * 3  # a small, learnable subset of the vocabulary
-            items.append({"x0": x0, "x_mask": torch.ones(length), "phone_id": torch.randint(0, 50, (6,), generator=g),
-                          "phone_mask": torch.ones(6, dtype=torch.long)})
+            items.append(
+                {
+                    "x0": x0,
+                    "x_mask": torch.ones(length),
+                    "phone_id": torch.randint(0, 50, (6,), generator=g),
+                    "phone_mask": torch.ones(6, dtype=torch.long),
+                }
+            )
         else:
             x0 = torch.randint(0, 4, (length, cfg.num_quantizer), generator=g) * 5
             items.append({"x0": x0, "x_mask": torch.ones(length), "cond_code": x0[:, 0] % cfg.cond_codebook_size})
@@ -50,9 +56,19 @@ def test_trainer_steps_lower_the_loss(converted, tmp_path, name):
     model = AutoModel.from_pretrained(str(converted / name))
     items = _data(model)
     before = _mean_loss(model, items)
-    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, num_train_epochs=6,
-                             learning_rate=3e-3, report_to=[], save_strategy="no", logging_strategy="no",
-                             use_cpu=True, seed=0, remove_unused_columns=False, disable_tqdm=True)
+    args = TrainingArguments(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=4,
+        num_train_epochs=6,
+        learning_rate=3e-3,
+        report_to=[],
+        save_strategy="no",
+        logging_strategy="no",
+        use_cpu=True,
+        seed=0,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+    )
     Trainer(model=model, args=args, train_dataset=_Batches(items)).train()
     after = _mean_loss(model, items)
     assert after < 0.8 * before, (before, after)
