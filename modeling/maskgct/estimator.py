@@ -207,8 +207,8 @@ class MaskGctDiffusionTransformer(nn.Module):
             raise ValueError(f"attention_mask covers {attention_mask.shape[-1]} positions, the sequence has {length}")
         mask4d = None
         if attention_mask is not None:
-            keep = attention_mask[:, None, None, :].to(x.dtype).expand(bsz, 1, length, length)
-            inverted = 1.0 - keep
+            # additive key mask [B, 1, 1, S] (0 or the dtype's min), broadcast over queries and heads
+            inverted = 1.0 - attention_mask[:, None, None, :].to(x.dtype)
             mask4d = inverted.masked_fill(inverted.to(torch.bool), torch.finfo(x.dtype).min)
         if position_ids is None:
             position_ids = torch.arange(length, device=x.device)[None].expand(bsz, -1)

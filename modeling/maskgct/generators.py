@@ -5,7 +5,7 @@ Both decode with `mask_predict` and classifier-free guidance on hidden states. W
 conditional pass (prompt + target) and an unconditional one (target only); by default both run as ONE batched
 forward (the unconditional rows are right-aligned, left-padded and masked, with their own RoPE positions), and the
 guidance statistics are computed on the conditional half only, as the original does with two passes.
-``cfg_batching=False`` runs the two passes separately.
+``cfg_batching=False`` runs the two passes separately; the default (None) batches them on CUDA only.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _guided_pass(
     add_uncond=None,
     cfg=0.0,
     rescale_cfg=1.0,
-    batched=True,
+    batched=None,
     prefix_mask=None,
 ) -> torch.Tensor:
     """Estimator output of the N target positions, guided when ``cfg > 0``.
@@ -86,6 +86,8 @@ def _guided_pass(
     """
     bsz, seq, _ = cond_x.shape
     n = uncond_x.shape[1]
+    if batched is None:
+        batched = cond_x.device.type == "cuda"
     tt = torch.full((bsz,), t, dtype=torch.float32, device=cond_x.device)
     num_prefix = 0 if cond_prefix is None else cond_prefix.shape[1]
     cond_mask = None
@@ -218,7 +220,7 @@ class MaskGctT2SModel(MaskGctPreTrainedModel):
         do_sample: bool = True,
         generator: torch.Generator | None = None,
         phone_mask: torch.Tensor | None = None,
-        cfg_batching: bool = True,
+        cfg_batching: bool | None = None,
     ) -> torch.LongTensor:
         """Generate ``target_len`` semantic tokens after a semantic prompt, conditioned on phones.
 
@@ -231,7 +233,8 @@ class MaskGctT2SModel(MaskGctPreTrainedModel):
             do_sample: False = noise-free (deterministic) decoding.
             generator: random generator (default: the global one of the model's device).
             phone_mask: [B, Ph], 0 for padded phones (batches of texts of different lengths).
-            cfg_batching: run the conditional and unconditional passes as one batched forward.
+            cfg_batching: run the conditional and unconditional passes as one batched forward (None: on CUDA,
+                where a step is launch-bound; on CPU the two unpadded passes are cheaper). Same tokens either way.
 
         Returns:
             generated semantic ids [B, N].
@@ -405,7 +408,7 @@ class MaskGctS2AModel(MaskGctPreTrainedModel):
         gt_codes: torch.LongTensor | None = None,
         do_sample: bool = True,
         generator: torch.Generator | None = None,
-        cfg_batching: bool = True,
+        cfg_batching: bool | None = None,
     ) -> torch.LongTensor:
         """Generate the acoustic codes of the target frames, one RVQ layer after the other.
 

@@ -235,7 +235,7 @@ class MaskGctForTextToSpeech(MaskGctPreTrainedModelBase):
         temperature_s2a: float = 1.5,
         filter_thres: float = 0.98,
         generator: torch.Generator | None = None,
-        cfg_batching: bool = True,
+        cfg_batching: bool | None = None,
         text=None,
         prompt_text: str | None = None,
         prompt_audio=None,
