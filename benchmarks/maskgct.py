@@ -24,8 +24,14 @@ SIZES = {
     "tiny": dict(
         t2s=dict(hidden_size=64, num_layers=2, num_heads=4, cond_codebook_size=512),
         s2a=dict(hidden_size=64, num_layers=2, num_heads=4, codebook_size=128, cond_codebook_size=512),
-        codec=dict(encoder_dim=8, num_quantizers=12, codebook_size=128, vocos_dim=64, vocos_intermediate_dim=128,
-                   vocos_num_layers=2),
+        codec=dict(
+            encoder_dim=8,
+            num_quantizers=12,
+            codebook_size=128,
+            vocos_dim=64,
+            vocos_intermediate_dim=128,
+            vocos_num_layers=2,
+        ),
     ),
     "official": dict(t2s={}, s2a={}, codec={}),
 }
@@ -87,8 +93,10 @@ def main() -> None:
     s2a_steps = args.s2a_steps or ([25, 10] + [1] * q)[:q]
     n, p = int(args.seconds * 50), int(args.prompt_seconds * 50)
     phones = int((args.seconds + args.prompt_seconds) * 15)  # ~15 phones per second of speech
-    print(f"MaskGCT {args.size} on {device} ({dtype}, attn {args.attn}); {args.seconds:g} s generated per utterance "
-          f"after a {args.prompt_seconds:g} s prompt; T2S {args.t2s_steps} steps, S2A {s2a_steps}, cfg 2.5/0.75")
+    print(
+        f"MaskGCT {args.size} on {device} ({dtype}, attn {args.attn}); {args.seconds:g} s generated per utterance "
+        f"after a {args.prompt_seconds:g} s prompt; T2S {args.t2s_steps} steps, S2A {s2a_steps}, cfg 2.5/0.75"
+    )
     print("| stage | batch | CFG passes | seconds | RTF (s compute / s audio) |")
     print("|---|---|---|---|---|")
     gen = torch.Generator(device=device)
@@ -103,14 +111,21 @@ def main() -> None:
         for batched in (True, False):
             label = "1 batched" if batched else "2 separate"
             kw = dict(cfg=2.5, rescale_cfg=0.75, cfg_batching=batched, generator=gen.manual_seed(0))
-            t = timed(lambda kw=kw: t2s.generate(prompt_ids=prompt, phone_ids=phone_ids, target_len=n,
-                                                 n_timesteps=args.t2s_steps, **kw), device, args.repeats)
+            t = timed(
+                lambda kw=kw: t2s.generate(
+                    prompt_ids=prompt, phone_ids=phone_ids, target_len=n, n_timesteps=args.t2s_steps, **kw
+                ),
+                device,
+                args.repeats,
+            )
 
             def s2a(kw=kw):
-                layer0 = s2a1.generate(semantic_ids=semantic, prompt_codes=prompt_codes, n_timesteps=s2a_steps[:1],
-                                       **kw)
-                s2af.generate(semantic_ids=semantic, prompt_codes=prompt_codes, n_timesteps=s2a_steps,
-                              gt_codes=layer0, **kw)
+                layer0 = s2a1.generate(
+                    semantic_ids=semantic, prompt_codes=prompt_codes, n_timesteps=s2a_steps[:1], **kw
+                )
+                s2af.generate(
+                    semantic_ids=semantic, prompt_codes=prompt_codes, n_timesteps=s2a_steps, gt_codes=layer0, **kw
+                )
 
             s = timed(s2a, device, args.repeats)
             total[label] = t + s
@@ -120,8 +135,10 @@ def main() -> None:
             c = timed(lambda: codec.decode(audio_codes=codes), device, args.repeats)
         print(f"| codec decode | {batch} | - | {c:.3f} | {c / audio_seconds:.4f} |")
         for label, value in total.items():
-            print(f"| **all** (T2S + S2A + decode) | {batch} | {label} | {value + c:.3f} | "
-                  f"{(value + c) / audio_seconds:.4f} |")
+            print(
+                f"| **all** (T2S + S2A + decode) | {batch} | {label} | {value + c:.3f} | "
+                f"{(value + c) / audio_seconds:.4f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ class VocosBackbone(nn.Module):
         self.final_layer_norm = nn.LayerNorm(dim, eps=1e-6)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.embed(x)
+        x = self.embed(x.to(self.embed.weight.dtype))
         x = self.norm(x.transpose(1, 2)).transpose(1, 2)
         for block in self.convnext:
             x = block(x)
@@ -115,6 +115,7 @@ class ResidualVectorQuantize(nn.Module):
     def forward(self, z: torch.Tensor, n_quantizers: int | None = None):
         """z [B, D, T] -> (quantized [B, D, T], codes [n, B, T], per-layer outputs [n, B, D, T])."""
         n = self.num_quantizers if n_quantizers is None else n_quantizers
+        z = z.to(self.quantizers[0].codebook.weight.dtype)  # code search in the quantizer's (float32) precision
         residual, quantized = z, torch.zeros_like(z)
         codes, outputs = [], []
         for quantizer in self.quantizers[:n]:

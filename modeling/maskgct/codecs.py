@@ -33,6 +33,8 @@ def _check_codes(codes: torch.Tensor, codebook_size: int, name: str) -> None:
 class _CodecPreTrainedModel(PreTrainedModel):
     main_input_name = "input_values"
     supports_gradient_checkpointing = False
+    # nearest-code search flips near-ties in bf16/fp16: the quantizers stay float32 whatever the model's dtype
+    _keep_in_fp32_modules_strict = ["quantizer"]
 
     @torch.no_grad()
     def _init_weights(self, module):
@@ -98,7 +100,7 @@ class MaskGctSemanticCodecModel(_CodecPreTrainedModel):
 
         With ``num_quantizers > 1`` the codes are [n, B, T] (as the original)."""
         self._check_features(features)
-        latent = self.encoder(features.transpose(1, 2)).transpose(1, 2)
+        latent = self.encoder(features.transpose(1, 2).to(self.dtype)).transpose(1, 2)
         quantized, codes, _ = self.quantizer(latent)
         if codes.shape[0] == 1:
             codes = codes[0]
@@ -117,7 +119,7 @@ class MaskGctSemanticCodecModel(_CodecPreTrainedModel):
 
     def forward(self, features: torch.Tensor, return_dict: bool | None = None) -> MaskGctSemanticCodecOutput:
         self._check_features(features)
-        latent = self.encoder(features.transpose(1, 2)).transpose(1, 2)
+        latent = self.encoder(features.transpose(1, 2).to(self.dtype)).transpose(1, 2)
         quantized, codes, _ = self.quantizer(latent)
         reconstruction = self.decoder(quantized)
         return MaskGctSemanticCodecOutput(

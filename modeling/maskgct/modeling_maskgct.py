@@ -119,7 +119,12 @@ class MaskGctForTextToSpeech(MaskGctPreTrainedModelBase):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """Load from a folder (or Hub repo) with one sub-folder per component (as written by `save_pretrained`
-        and the converter); other layouts go through the standard transformers loader."""
+        and the converter); other layouts go through the standard transformers loader.
+
+        ``dtype`` applies to the generators (T2S, S2A); the prompt-encoding and decoding components (w2v-bert,
+        both codecs; ~13% of the parameters) load in ``codec_dtype`` (default float32: in bf16 their codes drift
+        from the original's). Pass ``codec_dtype=None`` to give them ``dtype`` too."""
+        codec_dtype = kwargs.pop("codec_dtype", torch.float32)
         path = str(pretrained_model_name_or_path)
         folder = Path(path)
         if not folder.is_dir():
@@ -145,6 +150,9 @@ class MaskGctForTextToSpeech(MaskGctPreTrainedModelBase):
             sub_kwargs = dict(load_kwargs)
             if name == "semantic_model" or name.endswith("codec"):
                 sub_kwargs.pop("attn_implementation", None)
+                if codec_dtype is not None:
+                    sub_kwargs.pop("torch_dtype", None)
+                    sub_kwargs["dtype"] = codec_dtype
             components[name] = component_cls.from_pretrained(str(folder / name), **sub_kwargs)
             setattr(config, config_attr, components[name].config)
         model = cls(config, **components)

@@ -204,3 +204,18 @@ def test_text_to_speech_pipeline(converted, model):
         **inputs, **{k: v for k, v in params.items() if k not in ("prompt_text", "prompt_audio", "language")}
     )
     np.testing.assert_allclose(result["audio"], expected.audio[0].numpy(), atol=1e-5)
+
+
+@needs_espeak
+def test_bfloat16_generators_keep_the_prompt_path_in_float32(converted, processor):
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(converted), dtype=torch.bfloat16).eval()
+    assert model.t2s.dtype == model.s2a_full.dtype == torch.bfloat16
+    assert model.acoustic_codec.dtype == model.semantic_model.dtype == torch.float32
+    o = outputs("pipeline")
+    inputs = processor(text="Hello world.", prompt_text=" We do not break.", prompt_audio=fixture_prompt(o))
+    out = model.generate(**inputs, n_timesteps=3, n_timesteps_s2a=[2, 1, 1, 1], do_sample=False)
+    assert torch.equal(out.prompt_semantic_ids, o["greedy_autolen.prompt_semantic_code"])
+    assert torch.equal(out.prompt_acoustic_codes, o["greedy_autolen.acoustic_code"])
+    assert out.audio.dtype == torch.float32 and torch.isfinite(out.audio).all()
