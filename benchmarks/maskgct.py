@@ -73,6 +73,9 @@ def main() -> None:
     parser.add_argument("--t2s-steps", type=int, default=25)
     parser.add_argument("--s2a-steps", type=int, nargs="+", default=None)
     parser.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile(fullgraph=True) the estimators (static shapes per layer)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -89,6 +92,10 @@ def main() -> None:
     s2a1 = build(MaskGctS2AModel, s2a1_cfg, device, dtype)
     s2af = build(MaskGctS2AModel, s2af_cfg, device, dtype)
     codec = build(MaskGctAcousticCodecModel, codec_cfg, device, dtype)
+    if args.compile:
+        mode = "reduce-overhead" if device.type == "cuda" else None
+        for model in (t2s, s2a1, s2af):
+            model.diff_estimator.forward = torch.compile(model.diff_estimator.forward, fullgraph=True, mode=mode)
     q = codec_cfg.num_quantizers
     s2a_steps = args.s2a_steps or ([25, 10] + [1] * q)[:q]
     n, p = int(args.seconds * 50), int(args.prompt_seconds * 50)
@@ -96,6 +103,7 @@ def main() -> None:
     print(
         f"MaskGCT {args.size} on {device} ({dtype}, attn {args.attn}); {args.seconds:g} s generated per utterance "
         f"after a {args.prompt_seconds:g} s prompt; T2S {args.t2s_steps} steps, S2A {s2a_steps}, cfg 2.5/0.75"
+        f"{', compiled estimators' if args.compile else ''}"
     )
     print("| stage | batch | CFG passes | seconds | RTF (s compute / s audio) |")
     print("|---|---|---|---|---|")
