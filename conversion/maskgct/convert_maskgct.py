@@ -121,7 +121,8 @@ def _load_stats(path: str | os.PathLike | None) -> dict[str, torch.Tensor]:
 
 
 def _semantic_model(path: str | os.PathLike | None, layer: int):
-    """Wav2Vec2Bert config + state dict truncated to ``layer`` layers, and the folder's feature extractor."""
+    """Wav2Vec2Bert config + state dict truncated to ``layer`` layers, the folder's feature extractor and the
+    source checkpoint's number of layers."""
     from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertConfig, Wav2Vec2BertModel
 
     folder = Path(path) if path is not None else None
@@ -137,7 +138,7 @@ def _semantic_model(path: str | os.PathLike | None, layer: int):
                 "(a facebook/w2v-bert-2.0 download)"
             ) from err
     config = Wav2Vec2BertConfig.from_pretrained(str(folder))
-    config.source_num_hidden_layers = config.num_hidden_layers
+    source_layers = config.num_hidden_layers
     if layer > config.num_hidden_layers:
         raise ValueError(f"the semantic model has {config.num_hidden_layers} layers, MaskGCT reads layer {layer}")
     files = sorted(folder.glob("*.safetensors"))
@@ -163,7 +164,7 @@ def _semantic_model(path: str | os.PathLike | None, layer: int):
     feature_extractor = None
     if (folder / "preprocessor_config.json").is_file():
         feature_extractor = SeamlessM4TFeatureExtractor.from_pretrained(str(folder))
-    return config, state, feature_extractor
+    return config, state, feature_extractor, source_layers
 
 
 def write_converted_maskgct(
@@ -238,7 +239,7 @@ def write_converted_maskgct(
     for name, state in states.items():
         check_state_dict(state, _expected_shapes(_meta_model(classes[name], configs[name])), f"{name} ({src})")
 
-    w2v_config, w2v_state, feature_extractor = _semantic_model(semantic_model, SEMANTIC_LAYER)
+    w2v_config, w2v_state, feature_extractor, source_layers = _semantic_model(semantic_model, SEMANTIC_LAYER)
     if w2v_config.hidden_size != hidden:
         raise CheckpointMismatchError(
             f"the semantic model's hidden size ({w2v_config.hidden_size}) differs from the semantic codec's ({hidden})"
@@ -252,7 +253,7 @@ def write_converted_maskgct(
         s2a_1layer_config=configs["s2a_1layer"],
         s2a_full_config=configs["s2a_full"],
         semantic_layer=SEMANTIC_LAYER,
-        semantic_rng_draws=w2v_config.source_num_hidden_layers,
+        semantic_rng_draws=source_layers,
     )
     if configs["s2a_full"].num_quantizer != configs["acoustic_codec"].num_quantizers:
         raise CheckpointMismatchError("s2a_full.num_quantizer differs from the acoustic codec's num_quantizers")

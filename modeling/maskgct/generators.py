@@ -21,7 +21,7 @@ from transformers.utils import ModelOutput
 
 from ...configuration.maskgct import MaskGctS2AConfig, MaskGctT2SConfig
 from .estimator import MaskGctDecoderLayer, MaskGctDiffusionTransformer
-from .mask_predict import check_generation_args, classifier_free_guidance, mask_predict
+from .mask_predict import as_positive_int, check_generation_args, classifier_free_guidance, mask_predict
 
 
 class MaskGctPreTrainedModel(PreTrainedModel):
@@ -244,9 +244,8 @@ class MaskGctT2SModel(MaskGctPreTrainedModel):
         _check_ids(phone_ids, cfg_.phone_vocab_size, "phone_ids")
         if phone_ids.shape[0] != prompt_ids.shape[0]:
             raise ValueError(f"phone_ids has {phone_ids.shape[0]} rows, prompt_ids {prompt_ids.shape[0]}")
-        if isinstance(target_len, bool) or not isinstance(target_len, int) or target_len < 1:
-            raise ValueError(f"target_len must be a positive integer number of frames, got {target_len!r}")
-        check_generation_args(n_timesteps, temperature, filter_thres)
+        target_len = as_positive_int(target_len, "target_len (number of frames)")
+        n_timesteps = check_generation_args(n_timesteps, temperature, filter_thres)
         device = self.device
         prompt_ids, phone_ids = prompt_ids.to(device), phone_ids.to(device)
         phone_embedding = self.phone_emb(phone_ids)
@@ -457,7 +456,9 @@ class MaskGctS2AModel(MaskGctPreTrainedModel):
             if gt_layers > max_layer:
                 raise ValueError(f"gt_codes has {gt_layers} layers, more than max_layer={max_layer}")
         for layer in range(gt_layers, max_layer):
-            check_generation_args(n_timesteps[layer], temperature, filter_thres, f"n_timesteps[{layer}]")
+            n_timesteps[layer] = check_generation_args(
+                n_timesteps[layer], temperature, filter_thres, f"n_timesteps[{layer}]"
+            )
         device = self.device
         semantic_ids, prompt_codes = semantic_ids.to(device), prompt_codes.to(device)
         cond_base = self.cond_emb(semantic_ids)

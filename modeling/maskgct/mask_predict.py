@@ -17,6 +17,7 @@ generator of the logits' device) - the same stream as the original, so seeded ru
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable
 
 import torch
@@ -55,13 +56,26 @@ def num_masked_after(t_next: float, length: int) -> int:
     return int((torch.sin(t * math.pi / 2) * length).long()[0])
 
 
-def check_generation_args(steps: int, temperature: float, filter_thres: float, name: str = "n_timesteps") -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"{name} must be a positive integer, got {steps!r}")
+def as_positive_int(value, name: str) -> int:
+    """``value`` as a Python int >= 1 (ints, numpy / 0-d torch integers), else a ValueError naming ``name``."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}") from None
+    if number < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return number
+
+
+def check_generation_args(steps: int, temperature: float, filter_thres: float, name: str = "n_timesteps") -> int:
+    steps = as_positive_int(steps, name)
     if not temperature >= 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if not 0 <= filter_thres < 1:
         raise ValueError(f"filter_thres must be in [0, 1), got {filter_thres}")
+    return steps
 
 
 @torch.no_grad()

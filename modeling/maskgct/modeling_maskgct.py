@@ -15,6 +15,7 @@ processor files. `from_pretrained` also accepts a single-file checkpoint written
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def target_length_frames(
             raise ValueError("the prompt text has no phones: pass target_len (seconds) explicitly")
         n = int((prompt_num_samples * num_target_phones / num_prompt_phones) / semantic_sampling_rate * frame_rate)
     else:
-        if isinstance(target_len, bool) or not isinstance(target_len, (int, float)) or not target_len > 0:
+        if isinstance(target_len, bool) or not isinstance(target_len, numbers.Real) or not target_len > 0:
             raise ValueError(f"target_len must be a positive duration in seconds (or None), got {target_len!r}")
         n = int(target_len * frame_rate)
     if n < 1:
