@@ -234,7 +234,9 @@ def language_phones(text: str, language: str) -> str:
         raise ValueError(f"unknown language {language!r}: supported are {sorted(ESPEAK_VOICES)}")
     if language == "en":
         return _special_map(espeak_phones(normalize_english(text), ESPEAK_VOICES["en"]))
-    return _special_map(espeak_phones(text.replace("-", " "), ESPEAK_VOICES[language]))
+    # the English phone merges (t|ɹ -> tɹ, ɐ -> ɚ, ...) are not applied to other languages: their units (ɐ, x, ...)
+    # have their own entries in the phone table
+    return espeak_phones(text.replace("-", " "), ESPEAK_VOICES[language])
 
 
 def _char_type(ch: str) -> str:
