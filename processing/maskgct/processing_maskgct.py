@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 from importlib import resources
 
 import numpy as np
@@ -19,8 +20,18 @@ import torch
 from transformers import BatchFeature, SeamlessM4TFeatureExtractor
 from transformers.processing_utils import ProcessorMixin
 
-from ..audio_io import AudioInputError, prepare_waveform
+from ..audio_io import AudioInputError, load_audio_file, prepare_waveform, to_mono
 from .g2p import MaskGctG2P
+
+
+def _resample_hq(wav: np.ndarray, rate: int, target: int) -> np.ndarray:
+    if rate <= 0:
+        raise AudioInputError(f"prompt_audio: the sampling rate must be positive, got {rate}")
+    if rate == target or wav.size == 0:
+        return wav
+    import soxr
+
+    return soxr.resample(wav, rate, target, quality="HQ").astype(np.float32, copy=False)
 
 
 def default_phone_vocab() -> dict[str, int]:
@@ -94,7 +105,17 @@ class MaskGctProcessor(ProcessorMixin):
             return tuple(prepare_waveform(item, rate, what="prompt_audio") for item, rate in zip(prompt_audio, rates))
         if isinstance(prompt_audio, (np.ndarray, torch.Tensor)):
             raise ValueError("prompt_audio must say its sampling rate: pass (waveform, sampling_rate)")
-        return tuple(prepare_waveform(prompt_audio, rate, what="prompt_audio") for rate in rates)
+        if isinstance(prompt_audio, (str, os.PathLike)):
+            prompt_audio = load_audio_file(prompt_audio)
+        if not (isinstance(prompt_audio, tuple) and len(prompt_audio) == 2):
+            raise ValueError(
+                "prompt_audio must be (waveform, sampling_rate), a path, or [(wav_16k, 16000), (wav_24k, 24000)]"
+            )
+        wav, rate = to_mono(prompt_audio[0]), int(prompt_audio[1])
+        # resampled like the original's librosa.load (soxr, "HQ" quality) for each path
+        return tuple(
+            prepare_waveform((_resample_hq(wav, rate, target), target), target, what="prompt_audio") for target in rates
+        )
 
     def __call__(
         self,

@@ -159,6 +159,18 @@ def test_prompt_audio_is_resampled_for_both_paths(processor):
     assert inputs["input_features"].shape[-1] == 160 and inputs["phone_ids"].dtype == torch.long
 
 
+
+@needs_espeak
+def test_prompt_audio_from_a_file(processor, tmp_path):
+    import soundfile as sf
+
+    o = outputs("pipeline")
+    sf.write(tmp_path / "prompt.wav", o["in.prompt_24k"].numpy(), 24000, subtype="FLOAT")
+    inputs = processor(text="Hello.", prompt_text="We do not break.", prompt_audio=str(tmp_path / "prompt.wav"))
+    torch.testing.assert_close(inputs["prompt_audio_values"][0], o["in.prompt_24k"])  # already 24 kHz: untouched
+    assert int(inputs["prompt_num_samples"][0]) == len(o["in.prompt_24k"]) * 2 // 3
+
+
 @needs_espeak
 def test_bad_inputs(processor, model):
     o = outputs("pipeline")
