@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codectts", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("convert", help="convert an original MOSS checkpoint folder to codectts format")
+    p = sub.add_parser("convert", help="convert an original MOSS or MaskGCT checkpoint folder to codectts format")
     p.add_argument("src", type=Path, help="original checkpoint folder (config.json + safetensors)")
     p.add_argument("dst", type=Path, help="output folder (written completely or not at all)")
     p.add_argument("--tokenizer", type=Path, help="text tokenizer folder to bundle (generators only)")

@@ -1,7 +1,8 @@
 """Converters from the official checkpoint layouts to codectts folders.
 
 ``convert_checkpoint(src, dst)`` detects what ``src`` holds (MOSS-Audio-Tokenizer, MOSS-TTS Delay or MOSS-TTS-Local
-from its ``config.json``; MaskGCT from its official sub-folders) and writes a folder that ``AutoModel.from_pretrained`` loads after ``import codectts``.
+from its ``config.json``; MaskGCT from its official sub-folders) and writes a folder that
+``AutoModel.from_pretrained`` loads after ``import codectts``.
 With ``tokenizer`` and ``audio_tokenizer`` a generator folder is completed into a bundle that
 ``AutoProcessor.from_pretrained`` loads as well. The destination is written completely or not at all; the source
 is only read.
