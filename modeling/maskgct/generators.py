@@ -50,8 +50,6 @@ class MaskGctPreTrainedModel(PreTrainedModel):
             if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
                 module.weight[module.padding_idx].zero_()
 
-    def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None):
-        self.diff_estimator.gradient_checkpointing = enable
 
 
 def _check_ids(ids: torch.Tensor, vocab: int, name: str, dims: int = 2) -> None:

@@ -72,3 +72,15 @@ def test_trainer_steps_lower_the_loss(converted, tmp_path, name):
     Trainer(model=model, args=args, train_dataset=_Batches(items)).train()
     after = _mean_loss(model, items)
     assert after < 0.8 * before, (before, after)
+
+
+def test_gradient_checkpointing(converted):
+    model = AutoModel.from_pretrained(str(converted / "t2s"))
+    model.gradient_checkpointing_enable()
+    assert model.diff_estimator.gradient_checkpointing
+    model.train()
+    item = _data(model, n=2)
+    batch = {k: torch.stack([it[k] for it in item]) for k in item[0]}
+    torch.manual_seed(0)
+    model(**batch).loss.backward()
+    assert model.diff_estimator.layers[0].self_attn.q_proj.weight.grad is not None
