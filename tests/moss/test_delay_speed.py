@@ -1,0 +1,99 @@
+"""Delay generator shortcuts are exact: only the allowed text-head rows inside audio blocks (`TextHeadShortcut`)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from codectts.conversion import convert_checkpoint
+from codectts.modeling.moss.delay import CodecTTSDelayForConditionalGeneration
+from codectts.modeling.moss.generation_delay import TextHeadShortcut
+from safetensors.torch import load_file
+
+GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden" / "moss_tts_delay"
+GOLDEN_OUTPUTS = load_file(GOLDEN / "outputs_eager.safetensors")
+GREEDY = dict(do_sample=False, audio_do_sample=False)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("delay_speed") / "converted"
+    convert_checkpoint(GOLDEN / "model", out)
+    return CodecTTSDelayForConditionalGeneration.from_pretrained(out, attn_implementation="eager").eval()
+
+
+@pytest.fixture
+def shortcut_steps(monkeypatch):
+    """Counts the decode steps that computed only the allowed text-head rows."""
+    calls = {"short": 0}
+    original = TextHeadShortcut.forward_kwargs
+
+    def counting(self):
+        kwargs = original(self)
+        calls["short"] += bool(kwargs)
+        return kwargs
+
+    monkeypatch.setattr(TextHeadShortcut, "forward_kwargs", counting)
+    return calls
+
+
+def prompt(name):
+    return GOLDEN_OUTPUTS[f"prompt_{name}.input_ids"], GOLDEN_OUTPUTS[f"prompt_{name}.attention_mask"].long()
+
+
+def run(model, ids, mask, plain, **kwargs):
+    # asking for the raw text logits turns the shortcut off: the plain path, full head every step
+    return model.generate(
+        ids, attention_mask=mask, return_dict_in_generate=True, output_scores=True, output_logits=plain, **kwargs
+    )
+
+
+@pytest.mark.parametrize("name,max_new", [("AC", 40), ("B", 80)])
+def test_golden_greedy_trajectories_through_the_shortcut(model, shortcut_steps, name, max_new):
+    ids, mask = prompt(name)
+    sequences = model.generate(ids, attention_mask=mask, max_new_tokens=max_new, **GREEDY)
+    assert shortcut_steps["short"] > 0
+    for b in range(ids.shape[0]):
+        expected = GOLDEN_OUTPUTS[f"gen_{name}.max{max_new}.b{b}.ids"]
+        assert torch.equal(sequences[b, -expected.shape[0] :], expected)
+
+
+@pytest.mark.parametrize("sample", [False, True], ids=["greedy", "sampled"])
+def test_shortcut_gives_the_plain_tokens_and_scores(model, shortcut_steps, sample):
+    ids, mask = prompt("AC")  # a batch of two: rows enter and leave audio blocks at different steps
+    settings = dict(max_new_tokens=40, do_sample=sample, audio_do_sample=sample, top_k=50, top_p=0.9)
+    torch.manual_seed(3)
+    plain = run(model, ids, mask, plain=True, **settings)
+    assert shortcut_steps["short"] == 0
+    torch.manual_seed(3)
+    fast = run(model, ids, mask, plain=False, **settings)
+    assert shortcut_steps["short"] > 0
+    assert torch.equal(fast.sequences, plain.sequences)
+    assert len(fast.scores) == len(plain.scores)
+    for fast_scores, plain_scores, fast_audio, plain_audio in zip(
+        fast.scores, plain.scores, fast.audio_scores, plain.audio_scores, strict=True
+    ):
+        assert torch.equal(fast_scores, plain_scores)  # every id: the allowed ones bitwise, the rest -inf in both
+        assert torch.equal(fast_audio, plain_audio)
+
+
+def test_shortcut_with_static_cache_and_text_processors(model, shortcut_steps):
+    ids, mask = prompt("AC")
+    settings = dict(max_new_tokens=30, cache_implementation="static", repetition_penalty=1.2, **GREEDY)
+    plain = run(model, ids, mask, plain=True, **settings)
+    fast = run(model, ids, mask, plain=False, **settings)
+    assert shortcut_steps["short"] > 0
+    assert torch.equal(fast.sequences, plain.sequences)
+    for fast_scores, plain_scores in zip(fast.scores, plain.scores, strict=True):
+        assert torch.equal(fast_scores, plain_scores)
+
+
+def test_allowed_head_rows_are_bitwise_the_full_head(model):
+    hidden = torch.randn(8, 1, model.config.text_config.hidden_size)
+    rows = torch.tensor(
+        [model.config.audio_assistant_gen_slot_token_id, model.config.audio_assistant_delay_slot_token_id]
+    )
+    block = torch.cat([rows, rows[:1].expand(TextHeadShortcut.BLOCK - 2)])
+    for batch in (1, 2, 4, 8):
+        full = model.lm_head(hidden[:batch])[..., rows]
+        short = torch.nn.functional.linear(hidden[:batch], model.lm_head.weight[block])[..., :2]
+        assert torch.equal(short, full)
