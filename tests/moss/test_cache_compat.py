@@ -8,31 +8,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from codectts.demo import build_tiny_models
 from codectts.modeling.compat import CACHE_KWARG
-from codectts.processing.moss.processor import CodecTTSProcessor
 from transformers import DynamicCache
 
 STEPS = 5
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return build_tiny_models(seed=0, n_vq=4)
-
-
 @pytest.fixture(scope="module", params=["delay", "local"])
-def case(request, tiny):
-    tokenizer, codec, delay, local = tiny
-    model = delay if request.param == "delay" else local
-    processor = CodecTTSProcessor.from_model_config(model.config, tokenizer, codec)
-    inputs = processor(
-        [[processor.build_user_message(text="Hi there")], [processor.build_user_message(text="A longer sentence")]],
-        mode="generation",
-    )
-    ids = model.config
-    bias = {(ids.audio_start_token_id,): 10.0, (ids.audio_assistant_gen_slot_token_id,): 6.0}
-    return request.param, model, dict(inputs), bias
+def case(request, two_prompt_batch):
+    return (request.param, *two_prompt_batch(request.param))
 
 
 def _full_logits(model, input_ids, attention_mask, labels=None):

@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-from codectts.demo import build_tiny_models
 from codectts.modeling.moss.generation_settings import AUDIO_SAMPLING_KEYS, TEXT_SAMPLING_ALIASES
 from codectts.processing.moss.processor import CodecTTSProcessor
 from transformers import AutoModel, GenerationConfig
@@ -22,24 +21,10 @@ ALL_SETTINGS = dict(
 SAMPLING_KEYS = {"do_sample", "temperature", "top_k", "top_p", *AUDIO_SAMPLING_KEYS}
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return build_tiny_models(seed=0, n_vq=4)
-
-
 @pytest.fixture(scope="module", params=FAMILIES)
-def case(request, tiny):
+def case(request, two_prompt_batch):
     """(model, inputs, bias): a two-prompt batch; the bias makes random text heads open audio blocks."""
-    tokenizer, codec, delay, local = tiny
-    model = delay if request.param == "delay" else local
-    processor = CodecTTSProcessor.from_model_config(model.config, tokenizer, codec)
-    inputs = processor(
-        [[processor.build_user_message(text="Hi there")], [processor.build_user_message(text="A longer sentence")]],
-        mode="generation",
-    )
-    ids = model.config
-    bias = {(ids.audio_start_token_id,): 10.0, (ids.audio_assistant_gen_slot_token_id,): 6.0}
-    return model, dict(inputs), bias
+    return two_prompt_batch(request.param)
 
 
 def generate(case, seed=None, model=None, **settings):
@@ -151,8 +136,8 @@ def test_generation_config_round_trip(case, tmp_path):
     assert not torch.equal(generate(case, seed=21), want)  # the model's own preset differs
 
 
-def test_presets_use_the_same_keys_in_both_families(tiny, tmp_path):
-    _, _, delay, local = tiny
+def test_presets_use_the_same_keys_in_both_families(tiny_models, tmp_path):
+    _, _, delay, local = tiny_models
     keys = {}
     for name, model in (("delay", delay), ("local", local)):
         model.generation_config.save_pretrained(tmp_path / name)
@@ -187,13 +172,11 @@ def test_unsupported_or_invalid_settings_raise(case, settings, message):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the lagged stop flag only lags on CUDA")
 @pytest.mark.parametrize("family", ["delay", "local"])
-def test_lagged_stop_on_cuda_gives_the_same_sequences(family):
+def test_lagged_stop_on_cuda_gives_the_same_sequences(family, tiny_models):
     # without a streamer the stop flag is read one step late on CUDA and the extra row dropped; with one it is not
-    from codectts.demo import build_tiny_models
-    from codectts.processing.moss.processor import CodecTTSProcessor
 
-    tokenizer, codec, delay, local = build_tiny_models(seed=0, n_vq=4)
-    model = (delay if family == "delay" else local).cuda()
+    tokenizer, codec, delay, local = tiny_models
+    model = copy.deepcopy(delay if family == "delay" else local).cuda()  # the session models stay on the CPU
     processor = CodecTTSProcessor.from_model_config(model.config, tokenizer, codec)
     inputs = processor([[processor.build_user_message(text="Hi")]]).to("cuda")
     lagged = model.generate(**inputs, do_sample=False, max_new_tokens=60)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from codectts.demo import build_tiny_models
 from codectts.modeling.compat import (
     CACHE_KWARG,
     cache_from_kwargs,
@@ -21,8 +20,8 @@ from transformers import DynamicCache, GenerationConfig
 
 
 @pytest.fixture(scope="module")
-def delay_case():
-    tokenizer, codec, delay, _ = build_tiny_models(seed=0, n_vq=4)
+def delay_case(tiny_models):
+    tokenizer, codec, delay, _ = tiny_models
     processor = CodecTTSProcessor.from_model_config(delay.config, tokenizer, codec)
     inputs = processor([[processor.build_user_message(text="Hi there")]], mode="generation")
     return delay, dict(inputs)
