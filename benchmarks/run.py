@@ -83,7 +83,7 @@ def plain_text_head(enabled: bool):
     """The Delay decode path without the text-head shortcut (the baseline: every row reads the whole head)."""
     from codectts.modeling.moss import generation_delay
 
-    if not enabled:
+    if not enabled or not hasattr(generation_delay, "TextHeadShortcut"):  # (older code: always the plain path)
         yield
         return
     original = generation_delay.TextHeadShortcut.update
@@ -228,8 +228,11 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     modes = tuple(args.modes or ("eager", "static"))
-    print(f"# torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, rows {args.rows}, "
-          f"prompt rows {args.prompt_rows}, best of {args.repeats}")  # fmt: skip
+    import codectts
+
+    print(f"# codectts from {Path(codectts.__file__).parents[1]}, torch {torch.__version__}, device {device}, "
+          f"threads {torch.get_num_threads()}, rows {args.rows}, prompt rows {args.prompt_rows}, "
+          f"best of {args.repeats}")  # fmt: skip
     for family in ("delay", "local"):
         if family not in args.families:
             continue
