@@ -48,4 +48,17 @@ def _register_auto_classes() -> None:
     AutoModelForTextToWaveform.register(CodecTTSLocalConfig, CodecTTSLocalForConditionalGeneration, exist_ok=True)
 
 
+def _register_moss_realtime() -> None:
+    from transformers import AutoConfig, AutoModel, AutoProcessor
+
+    from .configuration.moss.realtime import CodecTTSRealtimeConfig
+    from .modeling.moss.realtime import CodecTTSRealtimeForConditionalGeneration
+    from .processing.moss.realtime import CodecTTSRealtimeProcessor
+
+    AutoConfig.register(CodecTTSRealtimeConfig.model_type, CodecTTSRealtimeConfig, exist_ok=True)
+    AutoModel.register(CodecTTSRealtimeConfig, CodecTTSRealtimeForConditionalGeneration, exist_ok=True)
+    AutoProcessor.register(CodecTTSRealtimeConfig, CodecTTSRealtimeProcessor, exist_ok=True)
+
+
 _register_auto_classes()
+_register_moss_realtime()

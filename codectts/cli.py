@@ -1,4 +1,5 @@
-"""The ``codectts`` command line: ``convert``, ``codec`` (encode/decode WAV files), ``synthesize``, ``demo``, ``export``.
+"""The ``codectts`` command line: ``convert``, ``codec`` (encode/decode WAV files), ``synthesize``, ``realtime``,
+``demo``, ``export``.
 
 Each sub-command imports what it needs lazily so that ``codectts --help`` is instant.
 """
@@ -156,6 +157,16 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_realtime(args: argparse.Namespace) -> int:
+    from .processing.moss.realtime_cli import run_realtime
+
+    run_realtime(
+        args.model, args.output, greedy=args.greedy, max_frames=args.max_frames, seed=args.seed,
+        chunk_frames=args.chunk_frames, voice_codes=args.voice_codes,
+    )
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -205,6 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--greedy", action="store_true", help="greedy decoding instead of the model's sampling preset")
     p.add_argument("--max-new-tokens", type=int, default=4096, help="generation budget in rows (80 ms each)")
     p.set_defaults(func=_cmd_synthesize)
+
+    p = sub.add_parser("realtime", help="MOSS-TTS-Realtime: speak text piped in on stdin, line by line, as it arrives")
+    p.add_argument("--model", type=Path, required=True, help="converted Realtime bundle (model + tokenizer + codec)")
+    p.add_argument("--output", type=Path, default=Path("realtime.wav"), help="output WAV file")
+    p.add_argument("--voice-codes", type=Path, help="voice prompt: .safetensors with 'audio_codes' [T, 16]")
+    p.add_argument("--greedy", action="store_true", help="greedy decoding instead of the recommended sampling")
+    p.add_argument("--max-frames", type=int, default=None, help="frame budget of the reply (80 ms each)")
+    p.add_argument("--chunk-frames", type=int, default=1, help="frames per codec decode call")
+    p.add_argument("--seed", type=int, help="random seed for sampling")
+    p.set_defaults(func=_cmd_realtime)
 
     p = sub.add_parser("demo", help="offline end-to-end demo with tiny random-weight models (no download)")
     p.add_argument("--out", type=Path, default=Path("demo_out"), help="folder for the WAV files")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .io import CheckpointMismatchError, atomic_output_dir, read_json, same_folder
 
-KINDS = ("audio_tokenizer", "delay", "local")
+KINDS = ("audio_tokenizer", "delay", "local", "realtime")
 
 
 def detect_checkpoint_kind(config: dict) -> str:
@@ -28,6 +28,8 @@ def detect_checkpoint_kind(config: dict) -> str:
         raise ValueError(f"this folder is already in codectts format (model_type {model_type!r}); nothing to convert")
     if "encoder_kwargs" in config and "decoder_kwargs" in config:
         return "audio_tokenizer"
+    if model_type == "moss_tts_realtime":
+        return "realtime"
     if "language_config" in config:
         if any(k in config for k in ("local_num_layers", "local_hidden_size", "local_ffn_hidden_size")):
             return "local"
@@ -45,6 +47,8 @@ def _writer(kind: str):
         from .moss.delay import write_converted_delay as write
     elif kind == "local":
         from .moss.local import write_converted_local as write
+    elif kind == "realtime":
+        from .moss.realtime import write_converted_realtime as write
     else:  # pragma: no cover - guarded by detect_checkpoint_kind
         raise ValueError(kind)
     return write
@@ -74,10 +78,15 @@ def convert_checkpoint(
         raise ValueError("the destination must differ from the source folder (the source is never modified)")
     kind = detect_checkpoint_kind(read_json(src / "config.json"))
     if kind == "audio_tokenizer" and (tokenizer or audio_tokenizer):
-        raise ValueError("--tokenizer/--audio-tokenizer only apply to Delay/Local generator checkpoints")
+        raise ValueError("--tokenizer/--audio-tokenizer only apply to generator checkpoints (Delay/Local/Realtime)")
     with atomic_output_dir(dst, overwrite=overwrite) as out:
         _writer(kind)(src, out)
-        if tokenizer is not None or audio_tokenizer is not None:
+        if kind == "realtime":
+            from .moss.realtime import write_realtime_bundle
+
+            if tokenizer is not None or audio_tokenizer is not None:
+                write_realtime_bundle(out, tokenizer=tokenizer, audio_tokenizer=audio_tokenizer)
+        elif tokenizer is not None or audio_tokenizer is not None:
             from .moss.assemble import write_tts_bundle
 
             write_tts_bundle(out, tokenizer=tokenizer, audio_tokenizer=audio_tokenizer)
