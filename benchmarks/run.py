@@ -28,11 +28,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import build_model, mode_kwargs, sync  # noqa: E402
-from audio_tokenizer import PeakMemory  # noqa: E402
+from _common import build_model, mode_kwargs, sync
+from audio_tokenizer import PeakMemory
 
-BIG_TEXT = dict(vocab_size=155648, hidden_size=768, intermediate_size=2048, num_hidden_layers=12,
-                num_attention_heads=12, num_key_value_heads=4, head_dim=64)  # fmt: skip
+BIG_TEXT = {"vocab_size": 155648, "hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 12,
+                "num_attention_heads": 12, "num_key_value_heads": 4, "head_dim": 64}  # fmt: skip
 
 
 def delay_config(size: str):
@@ -154,10 +154,10 @@ def run_generator(family, size, dtype_name, modes, batches, rows, prompt_rows, r
                 agree = ""
                 if reference is not None and batch in reference:
                     agree = f"{(outputs[batch] == reference[batch]).float().mean().item():.2f}"
-                results.append(dict(family=family, size=size, dtype=dtype_name, mode=mode, batch=batch,
-                                    variant=variant, prefill_ms=1e3 * one, ms_per_row=1e3 * per_row,
-                                    first_audio_s=first_audio, weights_mb=weight_bytes(model) / 2**20,
-                                    peak_mb=memory.peak_mib, agree=agree))  # fmt: skip
+                results.append({"family": family, "size": size, "dtype": dtype_name, "mode": mode, "batch": batch,
+                                    "variant": variant, "prefill_ms": 1e3 * one, "ms_per_row": 1e3 * per_row,
+                                    "first_audio_s": first_audio, "weights_mb": weight_bytes(model) / 2**20,
+                                    "peak_mb": memory.peak_mib, "agree": agree})  # fmt: skip
             if family == "delay":
                 results[-1]["speedup"] = results[-2]["ms_per_row"] / results[-1]["ms_per_row"]
     return results, outputs
@@ -166,14 +166,18 @@ def run_generator(family, size, dtype_name, modes, batches, rows, prompt_rows, r
 def print_generator_table(rows) -> None:
     unit = "ms/row" if rows[0]["family"] == "delay" else "ms/frame"
     print(f"\n## {rows[0]['family']} generator")
-    print(f"| size | dtype | mode | batch | path | prefill+1 ms | {unit} | speedup | first audio s | weights MB | "
-          f"peak +MB | greedy agree |")
+    print(
+        f"| size | dtype | mode | batch | path | prefill+1 ms | {unit} | speedup | first audio s | weights MB | "
+        f"peak +MB | greedy agree |"
+    )
     print("|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         speedup = f"{r['speedup']:.2f}x" if "speedup" in r else ""
-        print(f"| {r['size']} | {r['dtype']} | {r['mode']} | {r['batch']} | {r['variant']} | {r['prefill_ms']:.1f} | "
-              f"{r['ms_per_row']:.2f} | {speedup} | {r['first_audio_s']:.3f} | {r['weights_mb']:.0f} | "
-              f"{r['peak_mb']:.0f} | {r['agree']} |")
+        print(
+            f"| {r['size']} | {r['dtype']} | {r['mode']} | {r['batch']} | {r['variant']} | {r['prefill_ms']:.1f} | "
+            f"{r['ms_per_row']:.2f} | {speedup} | {r['first_audio_s']:.3f} | {r['weights_mb']:.0f} | "
+            f"{r['peak_mb']:.0f} | {r['agree']} |"
+        )
     sys.stdout.flush()
 
 
@@ -192,8 +196,10 @@ def run_codec(sizes, device, repeats) -> None:
         torch.manual_seed(0)
         model = CodecTTSAudioTokenizerModel(config).eval().to(device)
         for op, mode, sec, batch, rtf, lat, mem in benchmark(model, 2.0 if full else 10.0, 1, [1], repeats, device):
-            print(f"| {'released' if full else 'tiny'} | {op} | {mode} | {sec:.1f} | {batch} | {rtf:.4f} | {lat} | "
-                  f"{mem:.1f} |")
+            print(
+                f"| {'released' if full else 'tiny'} | {op} | {mode} | {sec:.1f} | {batch} | {rtf:.4f} | {lat} | "
+                f"{mem:.1f} |"
+            )
         sys.stdout.flush()
 
 
@@ -205,8 +211,10 @@ def run_streaming(batches) -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in run(["delay", "local"], batches, [1, 4], 60):
         first = f"{r['ttfa']:.3f}" if r["ttfa"] is not None else "-"
-        print(f"| {r['family']} | {r['batch']} | {r['chunk']} | {first} | {r['total']:.3f} | {r['offline']:.3f} | "
-              f"{r['total'] / r['offline']:.2f} |")
+        print(
+            f"| {r['family']} | {r['batch']} | {r['chunk']} | {first} | {r['total']:.3f} | {r['offline']:.3f} | "
+            f"{r['total'] / r['offline']:.2f} |"
+        )
 
 
 def main(argv=None) -> None:

@@ -82,7 +82,11 @@ class CodecStreamingState:
             if state.part != first.part or state._positions != first._positions or state.finished != first.finished:
                 raise ValueError("only states of the same part at the same position can be stacked")
         stacked = cls(first.part, sum(state.batch_size for state in states))
-        stacked.num_frames, stacked.finished, stacked._positions = first.num_frames, first.finished, dict(first._positions)
+        stacked.num_frames, stacked.finished, stacked._positions = (
+            first.num_frames,
+            first.finished,
+            dict(first._positions),
+        )
         for key, layer in first._layers.items():
             merged = stacked.layer_cache(*key)
             if layer.key is not None:

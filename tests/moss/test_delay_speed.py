@@ -4,14 +4,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
+
 from codectts.conversion import convert_checkpoint
 from codectts.modeling.moss.delay import CodecTTSDelayForConditionalGeneration
 from codectts.modeling.moss.generation_delay import TextHeadShortcut
-from safetensors.torch import load_file
 
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden" / "moss_tts_delay"
 GOLDEN_OUTPUTS = load_file(GOLDEN / "outputs_eager.safetensors")
-GREEDY = dict(do_sample=False, audio_do_sample=False)
+GREEDY = {"do_sample": False, "audio_do_sample": False}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def test_golden_greedy_trajectories_through_the_shortcut(model, shortcut_steps, 
 @pytest.mark.parametrize("sample", [False, True], ids=["greedy", "sampled"])
 def test_shortcut_gives_the_plain_tokens_and_scores(model, shortcut_steps, sample):
     ids, mask = prompt("AC")  # a batch of two: rows enter and leave audio blocks at different steps
-    settings = dict(max_new_tokens=40, do_sample=sample, audio_do_sample=sample, top_k=50, top_p=0.9)
+    settings = {"max_new_tokens": 40, "do_sample": sample, "audio_do_sample": sample, "top_k": 50, "top_p": 0.9}
     torch.manual_seed(3)
     plain = run(model, ids, mask, plain=True, **settings)
     assert shortcut_steps["short"] == 0

@@ -9,17 +9,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
+
 from codectts.conversion import convert_checkpoint
 from codectts.modeling.moss.delay import CodecTTSDelayForConditionalGeneration
 from codectts.modeling.moss.local import CodecTTSLocalForConditionalGeneration
-from safetensors.torch import load_file
 
 torchao = pytest.importorskip("torchao")
-from torchao.quantization import Int8WeightOnlyConfig  # noqa: E402
-from transformers import TorchAoConfig  # noqa: E402
+from torchao.quantization import Int8WeightOnlyConfig
+from transformers import TorchAoConfig
 
 GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden"
-GREEDY = dict(do_sample=False, audio_do_sample=False)
+GREEDY = {"do_sample": False, "audio_do_sample": False}
 FAMILIES = {
     "delay": (CodecTTSDelayForConditionalGeneration, "moss_tts_delay", "outputs_eager", None),
     "local": (CodecTTSLocalForConditionalGeneration, "moss_tts_local", "outputs_sdpa", ["lm_heads"]),

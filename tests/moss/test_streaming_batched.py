@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from codectts.configuration.moss.audio_tokenizer import CodecTTSAudioTokenizerConfig
 from codectts.modeling.moss.audio_tokenizer import CodecTTSAudioTokenizerModel
 from codectts.modeling.moss.codec_streaming import CodecStreamingState
