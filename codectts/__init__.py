@@ -48,6 +48,37 @@ def _register_auto_classes() -> None:
     AutoModelForTextToWaveform.register(CodecTTSLocalConfig, CodecTTSLocalForConditionalGeneration, exist_ok=True)
 
 
+def _register_metavoice() -> None:
+    from transformers import AutoConfig, AutoModel, AutoModelForTextToWaveform, AutoProcessor, AutoTokenizer
+
+    from .configuration.metavoice import (
+        MetaVoiceConfig,
+        MetaVoiceFirstStageConfig,
+        MetaVoiceSecondStageConfig,
+        MetaVoiceSpeakerEncoderConfig,
+    )
+    from .modeling.metavoice import (
+        MetaVoiceFirstStageModel,
+        MetaVoiceForTextToSpeech,
+        MetaVoiceSecondStageModel,
+        MetaVoiceSpeakerEncoder,
+    )
+    from .processing.metavoice import MetaVoiceProcessor, MetaVoiceTokenizer
+
+    for config, model in (
+        (MetaVoiceConfig, MetaVoiceForTextToSpeech),
+        (MetaVoiceFirstStageConfig, MetaVoiceFirstStageModel),
+        (MetaVoiceSecondStageConfig, MetaVoiceSecondStageModel),
+        (MetaVoiceSpeakerEncoderConfig, MetaVoiceSpeakerEncoder),
+    ):
+        AutoConfig.register(config.model_type, config, exist_ok=True)
+        AutoModel.register(config, model, exist_ok=True)
+    AutoModelForTextToWaveform.register(MetaVoiceConfig, MetaVoiceForTextToSpeech, exist_ok=True)
+    AutoProcessor.register(MetaVoiceConfig, MetaVoiceProcessor, exist_ok=True)
+    # pipeline("text-to-speech") loads a tokenizer too (the BPE with the first-stage offset)
+    AutoTokenizer.register(MetaVoiceConfig, tokenizer_class=MetaVoiceTokenizer, exist_ok=True)
+
+
 def _register_moss_realtime() -> None:
     from transformers import AutoConfig, AutoModel, AutoProcessor
 
@@ -62,3 +93,4 @@ def _register_moss_realtime() -> None:
 
 _register_auto_classes()
 _register_moss_realtime()
+_register_metavoice()

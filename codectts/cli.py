@@ -1,5 +1,5 @@
 """The ``codectts`` command line: ``convert``, ``codec`` (encode/decode WAV files), ``synthesize``, ``realtime``,
-``demo``, ``export``.
+``demo``, ``export``, ``finetune``.
 
 Each sub-command imports what it needs lazily so that ``codectts --help`` is instant.
 """
@@ -24,8 +24,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         return 0
     from .conversion import convert_checkpoint
 
+    extra = {"codec": args.codec} if getattr(args, "codec", None) is not None else {}
     dst = convert_checkpoint(
-        args.src, args.dst, tokenizer=args.tokenizer, audio_tokenizer=args.audio_tokenizer, overwrite=args.overwrite
+        args.src, args.dst, tokenizer=args.tokenizer, audio_tokenizer=args.audio_tokenizer, overwrite=args.overwrite,
+        **extra,
     )
     print(f"converted {args.src} -> {dst}")
     return 0
@@ -39,11 +41,28 @@ def _export_options(args: argparse.Namespace) -> dict:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "original":
+        return _export_original(args)
+    if args.original_code is not None:
+        raise ValueError("--original-code only applies to --format original")
     from .conversion.export import export_folder
 
     dst = export_folder(args.src, args.dst, overwrite=args.overwrite, **_export_options(args))
     pushed = f" and pushed to {args.push_to_hub}" if args.push_to_hub else ""
     print(f"exported {args.src} -> {dst}{pushed} (loads with trust_remote_code=True)")
+    return 0
+
+
+def _export_original(args: argparse.Namespace) -> int:
+    from .conversion.moss.original_export import export_original
+
+    hub_only = [flag for flag, value in (("--push-to-hub", args.push_to_hub), ("--create-pr", args.create_pr),
+                                         ("--private", args.private), ("--repo-id", args.repo_id),
+                                         ("--base-model", args.base_model)) if value]
+    if hub_only:
+        raise ValueError(f"{', '.join(hub_only)} only apply to --format hub")
+    dst = export_original(args.src, args.dst, overwrite=args.overwrite, original_code=args.original_code)
+    print(f"exported {args.src} -> {dst} in the official MOSS layout (original config, tensor names and shards)")
     return 0
 
 
@@ -157,6 +176,23 @@ def _cmd_synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from .finetune import finetune
+
+    method = f"LoRA rank {args.lora_rank}" if args.lora_rank else "all weights"
+    print(f"fine-tuning {args.model} on {args.data} ({method}); the audio is encoded once, then training starts")
+    summary = finetune(
+        args.model, args.data, args.out, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, epochs=args.epochs,
+        learning_rate=args.learning_rate, batch_size=args.batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps, codec=args.codec, eval_data=args.eval_data,
+        gradient_checkpointing=args.gradient_checkpointing, bf16=args.bf16, fp16=args.fp16, seed=args.seed,
+        save_steps=args.save_steps,
+        resume=args.resume, keep_checkpoints=args.keep_checkpoints, overwrite=args.overwrite,
+    )  # fmt: skip
+    print(summary.to_text())
+    return 0
+
+
 def _cmd_realtime(args: argparse.Namespace) -> int:
     from .processing.moss.realtime_cli import run_realtime
 
@@ -183,15 +219,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst", type=Path, help="output folder (written completely or not at all)")
     p.add_argument("--tokenizer", type=Path, help="text tokenizer folder to bundle (generators only)")
     p.add_argument("--audio-tokenizer", type=Path, help="codec folder to bundle (original or converted)")
+    p.add_argument("--codec", type=Path, help="MetaVoice-1B only: EnCodec 24 kHz folder to bundle (waveform output)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty destination")
     p.add_argument("--export", action="store_true", help="write a Hub-ready folder (flattened code, model card)")
     _add_export_arguments(p)
     p.set_defaults(func=_cmd_convert)
 
-    p = sub.add_parser("export", help="turn a converted folder into a Hub-ready trust_remote_code folder")
+    p = sub.add_parser(
+        "export",
+        help="turn a converted folder into a Hub-ready trust_remote_code folder, or back into the official layout",
+    )
     p.add_argument("src", type=Path, help="a codectts folder (converted model or bundle)")
     p.add_argument("dst", type=Path, help="output folder (written completely or not at all)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty destination")
+    p.add_argument(
+        "--format", choices=["hub", "original"], default="hub",
+        help="hub: codectts remote code + model card (default); original: the official MOSS layout (original "
+        "config, tensor names, sharded safetensors) that the original code, vLLM-Omni and SGLang-Omni load",
+    )
+    p.add_argument(
+        "--original-code", type=Path, metavar="RELEASE_DIR",
+        help="with --format original: copy the remote code (*.py), processor_config.json and tokenizer files of this "
+        "original release snapshot next to the weights (what trust_remote_code loaders and the engines read)",
+    )
     _add_export_arguments(p)
     p.set_defaults(func=_cmd_export)
 
@@ -216,6 +266,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--greedy", action="store_true", help="greedy decoding instead of the model's sampling preset")
     p.add_argument("--max-new-tokens", type=int, default=4096, help="generation budget in rows (80 ms each)")
     p.set_defaults(func=_cmd_synthesize)
+
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a converted Delay/Local bundle on records.jsonl with transformers.Trainer (optionally LoRA)",
+        description="Fine-tune a converted Delay/Local bundle. Each line of --data is a JSON record {\"text\": ..., "
+        "\"audio\": \"clip.wav\" (or \"codes\": [[...]]), optional \"reference\", \"language\", \"instruction\", "
+        "...}; audio paths are relative to the file. The audio is encoded once; --out receives a complete bundle "
+        "(merged model, tokenizer, codec) that `codectts export --format original` turns into the official layout.",
+    )
+    p.add_argument("--model", type=Path, required=True, help="converted bundle (model + tokenizer [+ audio_tokenizer/])")
+    p.add_argument("--data", type=Path, required=True, help="training records, one JSON object per line")
+    p.add_argument("--out", type=Path, required=True, help="output bundle folder (written completely at the end)")
+    p.add_argument("--lora-rank", type=int, help="train LoRA adapters of this rank (merged into --out) instead of all weights")
+    p.add_argument("--lora-alpha", type=float, help="LoRA alpha (default 2 x rank)")
+    p.add_argument("--epochs", type=float, default=3.0, help="passes over the data (default 3)")
+    p.add_argument("--learning-rate", type=float, help="peak learning rate (default 2e-4 with LoRA, 2e-5 without)")
+    p.add_argument("--batch-size", type=int, default=1, help="utterances per device batch (default 1)")
+    p.add_argument("--gradient-accumulation-steps", type=int, default=1)
+    p.add_argument("--codec", type=Path, help="codec folder for encoding the audio (default: the bundle's)")
+    p.add_argument("--eval-data", type=Path, help="held-out records; eval_loss after every epoch")
+    p.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations (less memory)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPU)")
+    p.add_argument("--fp16", action="store_true", help="float16 mixed precision (GPU)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-steps", type=int, help="checkpoint every N steps (default: every epoch) in OUT.checkpoints/")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT.checkpoints/")
+    p.add_argument("--keep-checkpoints", action="store_true", help="keep OUT.checkpoints/ after success")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    p.set_defaults(func=_cmd_finetune)
 
     p = sub.add_parser("realtime", help="MOSS-TTS-Realtime: speak text piped in on stdin, line by line, as it arrives")
     p.add_argument("--model", type=Path, required=True, help="converted Realtime bundle (model + tokenizer + codec)")

@@ -61,6 +61,7 @@ def convert_checkpoint(
     tokenizer: str | os.PathLike | None = None,
     audio_tokenizer: str | os.PathLike | None = None,
     overwrite: bool = False,
+    codec: str | os.PathLike | None = None,
 ) -> Path:
     """Convert the original checkpoint folder ``src`` into a codectts folder ``dst``; returns ``dst``.
 
@@ -70,17 +71,33 @@ def convert_checkpoint(
         tokenizer: text tokenizer folder to bundle with a generator (Delay/Local only).
         audio_tokenizer: codec folder (original or already converted) to bundle with a generator.
         overwrite: replace an existing non-empty ``dst`` once the new folder is complete.
+        codec: EnCodec 24 kHz folder to bundle with a MetaVoice-1B checkpoint (``first_stage.pt`` etc., no
+            ``config.json``; see `codectts.conversion.metavoice`).
     """
     src, dst = Path(src), Path(dst)
+    from .metavoice import convert_metavoice, is_metavoice_folder
+
+    # detected by its checkpoint files: the Hub repo's config.json is only a stub (all configuration is in the .pt)
+    if is_metavoice_folder(src):
+        if tokenizer or audio_tokenizer:
+            raise ValueError("MetaVoice folders carry their own tokenizer; bundle EnCodec with --codec instead")
+        return convert_metavoice(src, dst, codec=codec, overwrite=overwrite)
+    if codec is not None:
+        raise ValueError("--codec only applies to MetaVoice-1B checkpoint folders (first_stage.pt, ...)")
     if not (src / "config.json").is_file():
         raise FileNotFoundError(f"{src} has no config.json")
     if dst.exists() and same_folder(src, dst):
         raise ValueError("the destination must differ from the source folder (the source is never modified)")
-    kind = detect_checkpoint_kind(read_json(src / "config.json"))
+    original = read_json(src / "config.json")
+    kind = detect_checkpoint_kind(original)
     if kind == "audio_tokenizer" and (tokenizer or audio_tokenizer):
         raise ValueError("--tokenizer/--audio-tokenizer only apply to generator checkpoints (Delay/Local/Realtime)")
     with atomic_output_dir(dst, overwrite=overwrite) as out:
         _writer(kind)(src, out)
+        # fields the converted config does not model (auto_map, version, ...) for `export --format original`
+        from .moss.original_export import record_original_extra_fields
+
+        record_original_extra_fields(kind, original, out)
         if kind == "realtime":
             from .moss.realtime import write_realtime_bundle
 

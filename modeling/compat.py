@@ -17,6 +17,9 @@ decoder backbones (Qwen3, Llama) no longer take              5.24         minimu
 ``GenerationMixin._prefill(..., is_first_iteration=)``      5.x (after   minimum has it
                                                             5.0)
 ``prepare_inputs_for_generation(next_sequence_length=)``    5.24         minimum >= 5.24
+``gradient_checkpointing`` (TrainingArguments, model        5.24         minimum >= 5.24 (then: always
+methods) renamed ``activation_checkpointing`` (old names                 ``activation_checkpointing``)
+deprecated)
 =========================================================  ===========  ========================================
 """
 
@@ -34,9 +37,11 @@ __all__ = [
     "backbone_cache_kwargs",
     "cache_from_kwargs",
     "decode_step_kwargs",
+    "enable_activation_checkpointing",
     "output_cache",
     "prefill",
     "resolve_cache",
+    "training_checkpointing_kwargs",
     "update_model_kwargs_for_generation",
 ]
 
@@ -112,3 +117,18 @@ def decode_step_kwargs(model: GenerationMixin) -> dict:
     if "next_sequence_length" in inspect.signature(model.prepare_inputs_for_generation).parameters:
         return {"next_sequence_length": 1}
     return {}
+
+
+def training_checkpointing_kwargs(enabled: bool) -> dict:
+    """``TrainingArguments`` keyword that turns activation (gradient) checkpointing on or off."""
+    from transformers import TrainingArguments
+
+    fields = getattr(TrainingArguments, "__dataclass_fields__", {})
+    name = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    return {name: enabled}
+
+
+def enable_activation_checkpointing(model) -> None:
+    """``model.activation_checkpointing_enable()`` (5.24+) / ``gradient_checkpointing_enable()`` (older)."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable()

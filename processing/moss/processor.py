@@ -11,6 +11,8 @@ Public API (see the method docstrings):
 * ``processor(conversations, mode="generation" | "continuation" | "computing_loss", n_vq=None)`` → ``BatchFeature``;
 * ``processor.apply_chat_template(chat, ...)`` for transformers-style ``{"type": "text" | "audio"}`` content;
 * ``processor.encode_audio(audios, sampling_rate=None, n_vq=None)`` → list of codes ``[frames, n_vq]``;
+* ``processor.prepare_training_examples(records)`` / ``processor.training_collator()`` → fine-tuning rows + labels
+  and their padding collator (``training.py``);
 * ``processor.decode_generation(sequences, prompt_length=...)`` → :class:`GeneratedSpeech` per item (text with
   ``<|audio|>`` placeholders, one waveform and the codes per audio segment; one batched codec call);
   ``batch_decode`` / ``decode`` → waveforms only (transformers convention, used by the text-to-speech pipeline);
@@ -438,6 +440,24 @@ class CodecTTSProcessor(ProcessorMixin):
                 f"{int(codes.max())}]"
             )
         return codes
+
+    # -----------------------------------------------------------------------------------------------------------------
+    # training data (codectts.processing.moss.training)
+    # -----------------------------------------------------------------------------------------------------------------
+
+    def prepare_training_examples(self, records, base_dir: str | os.PathLike | None = None) -> list[dict]:
+        """Training records (``{"text", "audio" | "codes", "reference", "language", ...}``) -> ``input_ids`` /
+        ``labels`` rows as the original fine-tuning code lays them out; all their audio is encoded in ONE codec call.
+        See :mod:`codectts.processing.moss.training`."""
+        from .training import prepare_training_examples
+
+        return prepare_training_examples(self, records, base_dir=base_dir)
+
+    def training_collator(self, **kwargs):
+        """A :class:`~codectts.processing.moss.training.CodecTTSDataCollator` with this processor's pad ids."""
+        from .training import CodecTTSDataCollator
+
+        return CodecTTSDataCollator.from_processor(self, **kwargs)
 
     # -----------------------------------------------------------------------------------------------------------------
     # transformers-style chat
