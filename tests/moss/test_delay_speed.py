@@ -102,8 +102,9 @@ def test_allowed_head_rows_are_bitwise_the_full_head(model):
 
 def test_compiled_static_decode_with_the_shortcut_matches_the_plain_path(shortcut_steps):
     """The decode step compiles with and without the row subset (two graphs); dynamo only, CPU-cheap."""
-    from codectts.configuration.moss.delay import CodecTTSDelayConfig
     from transformers import CompileConfig
+
+    from codectts.configuration.moss.delay import CodecTTSDelayConfig
 
     ids = {"pad_token_id": 0, "im_start_token_id": 1, "im_end_token_id": 2, "audio_start_token_id": 3,
            "audio_end_token_id": 4, "audio_user_slot_token_id": 5, "audio_assistant_gen_slot_token_id": 6,
