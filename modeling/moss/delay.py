@@ -277,8 +277,10 @@ class CodecTTSDelayForConditionalGeneration(CodecTTSDelayGenerationMixin, CodecT
             hidden = outputs.last_hidden_state[:, keep]
             if text_head_rows is None:
                 logits = self.lm_head(hidden)
-            else:  # only these rows of the text head: [B, kept, len(rows)]
+            elif type(self.lm_head.weight) in (torch.Tensor, nn.Parameter):  # only these rows: [B, kept, len(rows)]
                 logits = F.linear(hidden, self.lm_head.weight[text_head_rows])
+            else:  # a quantized head (tensor subclass): the whole head, then the rows
+                logits = self.lm_head(hidden)[..., text_head_rows]
             audio_logits = self.audio_lm_head(hidden)
             audio_logits = audio_logits.view(*audio_logits.shape[:-1], self.config.n_vq, -1)
         else:

@@ -68,3 +68,21 @@ def test_int8_weight_only_loading(family, tmp_path):
         first_got = quantized.generate(ids, attention_mask=mask, max_new_tokens=2, **GREEDY)
     # the first generated text token; codes of tiny random heads are near-ties (agreement: benchmarks/README.md)
     assert torch.equal(first_got[:, ids.shape[1], 0], first_want[:, ids.shape[1], 0])
+
+
+def test_delay_with_a_quantized_text_head_keeps_the_shortcut_exact(tmp_path):
+    """Everything int8, the text head included: the row-subset decode step falls back to the whole (quantized) head."""
+    convert_checkpoint(GOLDEN / "moss_tts_delay" / "model", tmp_path / "converted")
+    model = CodecTTSDelayForConditionalGeneration.from_pretrained(
+        tmp_path / "converted", quantization_config=TorchAoConfig(Int8WeightOnlyConfig(), modules_to_not_convert=[])
+    ).eval()
+    assert type(model.lm_head.weight) is not torch.nn.Parameter
+    data = load_file(GOLDEN / "moss_tts_delay" / "outputs_eager.safetensors")
+    ids, mask = data["prompt_AC.input_ids"], data["prompt_AC.attention_mask"].long()
+    common = {"max_new_tokens": 20, "return_dict_in_generate": True, "output_scores": True, **GREEDY}
+    with torch.no_grad():
+        plain = model.generate(ids, attention_mask=mask, output_logits=True, **common)  # raw logits: no shortcut
+        fast = model.generate(ids, attention_mask=mask, **common)
+    assert torch.equal(fast.sequences, plain.sequences)
+    for fast_scores, plain_scores in zip(fast.scores, plain.scores, strict=True):
+        assert torch.equal(fast_scores, plain_scores)
