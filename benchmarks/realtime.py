@@ -138,8 +138,8 @@ def main() -> None:
     codec = build_model(CodecTTSAudioTokenizerModel, codec_config, device, torch.float32)
     print(f"MOSS-TTS-Realtime {args.size} on {device} ({dtype}, {torch.get_num_threads()} CPU threads), "
           f"prompt {args.prompt_len} + 12 rows, {args.frames} frames")
-    print(f"| batch | first frame ms | first audio ms | first frame ms (precomputed) | first audio ms (precomputed) "
-          f"| ms/frame | RTF | peak MB |")
+    print("| batch | first frame ms | first audio ms | first frame ms (precomputed) | first audio ms (precomputed) "
+          "| ms/frame | RTF | peak MB |")
     print("|---|---|---|---|---|---|---|---|")
 
     def ms(value):

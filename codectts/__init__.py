@@ -91,6 +91,41 @@ def _register_moss_realtime() -> None:
     AutoProcessor.register(CodecTTSRealtimeConfig, CodecTTSRealtimeProcessor, exist_ok=True)
 
 
+def _register_maskgct() -> None:
+    from transformers import AutoConfig, AutoModel, AutoModelForTextToWaveform, AutoProcessor, AutoTokenizer
+
+    from .configuration.maskgct import (
+        MaskGctAcousticCodecConfig,
+        MaskGctConfig,
+        MaskGctS2AConfig,
+        MaskGctSemanticCodecConfig,
+        MaskGctT2SConfig,
+    )
+    from .modeling.maskgct import (
+        MaskGctAcousticCodecModel,
+        MaskGctForTextToSpeech,
+        MaskGctS2AModel,
+        MaskGctSemanticCodecModel,
+        MaskGctT2SModel,
+    )
+    from .processing.maskgct import MaskGctProcessor, MaskGctTokenizer
+
+    for config_cls, model_cls in (
+        (MaskGctSemanticCodecConfig, MaskGctSemanticCodecModel),
+        (MaskGctAcousticCodecConfig, MaskGctAcousticCodecModel),
+        (MaskGctT2SConfig, MaskGctT2SModel),
+        (MaskGctS2AConfig, MaskGctS2AModel),
+        (MaskGctConfig, MaskGctForTextToSpeech),
+    ):
+        AutoConfig.register(config_cls.model_type, config_cls, exist_ok=True)
+        AutoModel.register(config_cls, model_cls, exist_ok=True)
+    AutoModelForTextToWaveform.register(MaskGctConfig, MaskGctForTextToSpeech, exist_ok=True)
+    AutoProcessor.register(MaskGctConfig, MaskGctProcessor, exist_ok=True)
+    # the g2p as a tokenizer: pipeline("text-to-speech") insists on loading one
+    AutoTokenizer.register(MaskGctConfig, slow_tokenizer_class=MaskGctTokenizer, exist_ok=True)
+
+
 _register_auto_classes()
 _register_moss_realtime()
 _register_metavoice()
+_register_maskgct()

@@ -24,10 +24,10 @@ def _cmd_convert(args: argparse.Namespace) -> int:
         return 0
     from .conversion import convert_checkpoint
 
-    extra = {"codec": args.codec} if getattr(args, "codec", None) is not None else {}
     dst = convert_checkpoint(
         args.src, args.dst, tokenizer=args.tokenizer, audio_tokenizer=args.audio_tokenizer, overwrite=args.overwrite,
-        **extra,
+        codec=args.codec,
+        config=args.config, semantic_model=args.semantic_model, semantic_stats=args.semantic_stats,
     )
     print(f"converted {args.src} -> {dst}")
     return 0
@@ -214,13 +214,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codectts", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("convert", help="convert an original MOSS checkpoint folder to codectts format")
+    p = sub.add_parser("convert", help="convert an original MOSS or MaskGCT checkpoint folder to codectts format")
     p.add_argument("src", type=Path, help="original checkpoint folder (config.json + safetensors)")
     p.add_argument("dst", type=Path, help="output folder (written completely or not at all)")
     p.add_argument("--tokenizer", type=Path, help="text tokenizer folder to bundle (generators only)")
     p.add_argument("--audio-tokenizer", type=Path, help="codec folder to bundle (original or converted)")
     p.add_argument("--codec", type=Path, help="MetaVoice-1B only: EnCodec 24 kHz folder to bundle (waveform output)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty destination")
+    # MaskGCT (folder in the official amphion/MaskGCT layout)
+    p.add_argument("--config", type=Path, help="MaskGCT: the original maskgct.json (default: official values)")
+    p.add_argument("--semantic-model", help="MaskGCT: w2v-bert-2.0 folder (default: facebook/w2v-bert-2.0)")
+    p.add_argument("--semantic-stats", type=Path, help="MaskGCT: wav2vec2bert_stats.pt or .safetensors (mean/var)")
     p.add_argument("--export", action="store_true", help="write a Hub-ready folder (flattened code, model card)")
     _add_export_arguments(p)
     p.set_defaults(func=_cmd_convert)

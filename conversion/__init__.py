@@ -1,7 +1,8 @@
 """Converters from the official checkpoint layouts to codectts folders.
 
-``convert_checkpoint(src, dst)`` detects what ``src`` holds (MOSS-Audio-Tokenizer, MOSS-TTS Delay or MOSS-TTS-Local)
-from its ``config.json`` and writes a folder that ``AutoModel.from_pretrained`` loads after ``import codectts``.
+``convert_checkpoint(src, dst)`` detects what ``src`` holds (MOSS-Audio-Tokenizer, MOSS-TTS Delay or MOSS-TTS-Local
+from its ``config.json``; MaskGCT from its official sub-folders) and writes a folder that
+``AutoModel.from_pretrained`` loads after ``import codectts``.
 With ``tokenizer`` and ``audio_tokenizer`` a generator folder is completed into a bundle that
 ``AutoProcessor.from_pretrained`` loads as well. The destination is written completely or not at all; the source
 is only read.
@@ -62,6 +63,9 @@ def convert_checkpoint(
     audio_tokenizer: str | os.PathLike | None = None,
     overwrite: bool = False,
     codec: str | os.PathLike | None = None,
+    config: str | os.PathLike | None = None,
+    semantic_model: str | os.PathLike | None = None,
+    semantic_stats: str | os.PathLike | None = None,
 ) -> Path:
     """Convert the original checkpoint folder ``src`` into a codectts folder ``dst``; returns ``dst``.
 
@@ -73,6 +77,9 @@ def convert_checkpoint(
         overwrite: replace an existing non-empty ``dst`` once the new folder is complete.
         codec: EnCodec 24 kHz folder to bundle with a MetaVoice-1B checkpoint (``first_stage.pt`` etc., no
             ``config.json``; see `codectts.conversion.metavoice`).
+        config, semantic_model, semantic_stats: MaskGCT only (a folder in the official ``amphion/MaskGCT`` layout,
+            recognised by its sub-folders): the original ``maskgct.json``, the w2v-bert-2.0 folder and the feature
+            statistics (see `codectts.conversion.maskgct`).
     """
     src, dst = Path(src), Path(dst)
     from .metavoice import convert_metavoice, is_metavoice_folder
@@ -84,6 +91,21 @@ def convert_checkpoint(
         return convert_metavoice(src, dst, codec=codec, overwrite=overwrite)
     if codec is not None:
         raise ValueError("--codec only applies to MetaVoice-1B checkpoint folders (first_stage.pt, ...)")
+    from .maskgct import is_maskgct_folder
+
+    maskgct_options = {"config": config, "semantic_model": semantic_model, "semantic_stats": semantic_stats}
+    if is_maskgct_folder(src):
+        if tokenizer or audio_tokenizer:
+            raise ValueError("--tokenizer/--audio-tokenizer do not apply to MaskGCT (its codecs are part of it)")
+        if dst.exists() and same_folder(src, dst):
+            raise ValueError("the destination must differ from the source folder (the source is never modified)")
+        from .maskgct import write_converted_maskgct
+
+        with atomic_output_dir(dst, overwrite=overwrite) as out:
+            write_converted_maskgct(src, out, **maskgct_options)
+        return dst
+    if any(v is not None for v in maskgct_options.values()):
+        raise ValueError("--config/--semantic-model/--semantic-stats only apply to MaskGCT checkpoint folders")
     if not (src / "config.json").is_file():
         raise FileNotFoundError(f"{src} has no config.json")
     if dst.exists() and same_folder(src, dst):

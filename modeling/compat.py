@@ -2,7 +2,7 @@
 
 Model code never checks versions or signatures itself; it asks this module. Each entry says what differs, since
 which release, and when it can go (when the declared minimum passes that release). CI runs the whole suite on the
-minimum and on the newest release, and ``tests/test_compat.py`` pins the behaviour of each private helper we rely on.
+minimum and on the newest release, and ``tests/moss/test_private_generation_helpers.py`` pins the private helpers we rely on.
 
 =========================================================  ===========  ========================================
 difference                                                 since        delete when
@@ -20,11 +20,14 @@ decoder backbones (Qwen3, Llama) no longer take              5.24         minimu
 ``gradient_checkpointing`` (TrainingArguments, model        5.24         minimum >= 5.24 (then: always
 methods) renamed ``activation_checkpointing`` (old names                 ``activation_checkpointing``)
 deprecated)
+Wav2Vec2-BERT encoders draw one CPU random number per      after 5.0    minimum no longer draws
+layer even in eval (LayerDrop check): `cpu_rng_untouched`
 =========================================================  ===========  ========================================
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from typing import Any
@@ -33,6 +36,7 @@ from transformers import GenerationMixin
 
 __all__ = [
     "CACHE_KWARG",
+    "cpu_rng_untouched",
     "accepts_cache_position",
     "backbone_cache_kwargs",
     "cache_from_kwargs",
@@ -132,3 +136,19 @@ def enable_activation_checkpointing(model) -> None:
     """``model.activation_checkpointing_enable()`` (5.24+) / ``gradient_checkpointing_enable()`` (older)."""
     enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
     enable()
+
+
+@contextlib.contextmanager
+def cpu_rng_untouched():
+    """Run a block without consuming the global CPU random stream.
+
+    Older releases' Wav2Vec2-BERT encoder draws ``torch.rand([])`` per layer even in eval (its LayerDrop check); wrap
+    its forward so that seeded generation after it is the same on every release.
+    """
+    import torch
+
+    state = torch.get_rng_state()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(state)
