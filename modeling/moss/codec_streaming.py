@@ -71,6 +71,46 @@ class CodecStreamingState:
     def advance(self, stage: int, steps: int) -> None:
         self._positions[stage] = self.position(stage) + steps
 
+    @classmethod
+    def stack(cls, states: list[CodecStreamingState]) -> CodecStreamingState:
+        """One state for all streams of ``states`` (same part and position), batch rows in the given order.
+
+        Lets independent streams that are at the same point share one batched codec call (see `split`).
+        """
+        first = states[0]
+        for state in states[1:]:
+            if state.part != first.part or state._positions != first._positions or state.finished != first.finished:
+                raise ValueError("only states of the same part at the same position can be stacked")
+        stacked = cls(first.part, sum(state.batch_size for state in states))
+        stacked.num_frames, stacked.finished, stacked._positions = (
+            first.num_frames,
+            first.finished,
+            dict(first._positions),
+        )
+        for key, layer in first._layers.items():
+            merged = stacked.layer_cache(*key)
+            if layer.key is not None:
+                merged.key = torch.cat([state._layers[key].key for state in states])
+                merged.value = torch.cat([state._layers[key].value for state in states])
+        return stacked
+
+    def split(self, sizes: list[int] | None = None) -> list[CodecStreamingState]:
+        """The inverse of `stack`: one state per group of ``sizes`` batch rows (default: one per row)."""
+        sizes = sizes or [1] * self.batch_size
+        if sum(sizes) != self.batch_size:
+            raise ValueError(f"sizes {sizes} do not add up to the batch size {self.batch_size}")
+        parts, start = [], 0
+        for size in sizes:
+            part = type(self)(self.part, size)
+            part.num_frames, part.finished, part._positions = self.num_frames, self.finished, dict(self._positions)
+            for key, layer in self._layers.items():
+                if layer.key is not None:
+                    cache = part.layer_cache(*key)
+                    cache.key, cache.value = layer.key[start : start + size], layer.value[start : start + size]
+            parts.append(part)
+            start += size
+        return parts
+
     def __repr__(self) -> str:
         return (
             f"CodecStreamingState(part={self.part!r}, batch_size={self.batch_size}, num_frames={self.num_frames}, "

@@ -236,6 +236,8 @@ class CodecTTSDelayForConditionalGeneration(CodecTTSDelayGenerationMixin, CodecT
         """
         return_dict = return_dict if return_dict is not None else True
         cache = resolve_cache(cache, past_key_values)
+        # generation-internal: text head rows to compute (see `generation_delay.TextHeadShortcut`); not public API
+        text_head_rows = kwargs.pop("_text_head_rows", None)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if input_ids is not None:
@@ -273,7 +275,12 @@ class CodecTTSDelayForConditionalGeneration(CodecTTSDelayGenerationMixin, CodecT
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         if hidden_out_layers is None:
             hidden = outputs.last_hidden_state[:, keep]
-            logits = self.lm_head(hidden)
+            if text_head_rows is None:
+                logits = self.lm_head(hidden)
+            elif type(self.lm_head.weight) in (torch.Tensor, nn.Parameter):  # only these rows: [B, kept, len(rows)]
+                logits = F.linear(hidden, self.lm_head.weight[text_head_rows])
+            else:  # a quantized head (tensor subclass): the whole head, then the rows
+                logits = self.lm_head(hidden)[..., text_head_rows]
             audio_logits = self.audio_lm_head(hidden)
             audio_logits = audio_logits.view(*audio_logits.shape[:-1], self.config.n_vq, -1)
         else:

@@ -48,6 +48,7 @@ __all__ = [
     "CodecTTSDelayGenerationMixin",
     "DelayAudioFrameStreamer",
     "DelayPatternState",
+    "TextHeadShortcut",
 ]
 
 
@@ -130,6 +131,59 @@ class DelayPatternState:
         self.flushed = torch.where(flushed > self.n_vq, -1, flushed)
         self.in_audio = (self.in_audio | (text == self.start_id)) & ~forced_end
         return torch.cat([text[:, None], codes], dim=1)
+
+
+class TextHeadShortcut:
+    """Compute only the text-head rows the grammar can use while every sequence is inside an audio block.
+
+    Inside an audio block the grammar allows two text tokens (gen slot, delay slot; the flush rows are forced), so
+    the other rows of the text head (155,648 in the released models, the largest matrix read per step of a small
+    backbone) would be masked to ``-inf`` anyway. While every unfinished sequence is surely inside a block the decode
+    step computes only those rows; as soon as one sequence may be in the text phase (or has finished) the whole head
+    is computed, exactly as the plain path.
+
+    Exactness: the allowed rows are computed as one block of ``BLOCK`` head rows (the allowed ids, then repeats), which
+    keeps the matrix product on the same kernel path as the full head (a 2-row product reduces in another order, ~1
+    ulp off): the logits of the allowed ids are bitwise those of the full head on the CPU BLAS (asserted by
+    tests/moss/test_delay_speed.py). The scores are rebuilt as the full ``[B, V]`` tensor (``-inf`` elsewhere, which
+    the grammar mask would have written anyway), so masking, logits processors and the draw see exactly the plain
+    path's input: same tokens, same scores, same random-number use, greedy and sampled.
+
+    Decision: a row inside a block stays there for ``n_vq + 1 - max(flushed, 0)`` more steps whatever is sampled
+    (delay slot, forced flush, forced ``<|audio_end|>``). The all-rows flag is read on the host through
+    `LaggedStopFlag` (one step late on CUDA, so the host never stalls; the horizon accounts for the lag).
+    """
+
+    BLOCK = 32
+
+    def __init__(self, state: DelayPatternState, vocab_size: int, device: torch.device, enabled: bool = True):
+        self.enabled = enabled and vocab_size > self.BLOCK
+        self.active = False
+        self.vocab_size = vocab_size
+        self.state = state
+        self.ids = state._inside_allowed
+        self.rows = torch.cat([self.ids, self.ids[:1].expand(self.BLOCK - len(self.ids))])
+        self.flag = LaggedStopFlag(device) if self.enabled else None
+
+    def forward_kwargs(self) -> dict:
+        """Extra keyword of the next decode forward: the head rows to compute (none = the full head)."""
+        return {"_text_head_rows": self.rows} if self.active else {}
+
+    def full_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """``[B, BLOCK]`` logits of the last decode step -> ``[B, V]`` (``-inf`` outside the allowed ids)."""
+        if not self.active:
+            return logits
+        full = logits.new_full((logits.shape[0], self.vocab_size), float("-inf"))
+        full[:, self.ids] = logits[:, : len(self.ids)]
+        return full
+
+    def update(self, unfinished: torch.Tensor) -> None:
+        """After a step: may the next decode step use the allowed rows only?"""
+        if not self.enabled:
+            return
+        state = self.state
+        horizon = torch.where(state.in_audio & unfinished, state.n_vq + 1 - state.flushed.clamp(min=0), 0)
+        self.active = self.flag.push((horizon > self.flag.lag_steps).all())
 
 
 class DelayAudioFrameStreamer(BaseStreamer):
@@ -296,6 +350,13 @@ class CodecTTSDelayGenerationMixin(GenerationMixin):
         )
         outputs = prefill(self, input_ids, generation_config, model_kwargs)
         step_kwargs = decode_step_kwargs(self)
+        # raw text logits asked for, or heads reading other layers: always the full head
+        shortcut = TextHeadShortcut(
+            state,
+            config.text_config.vocab_size,
+            device,
+            enabled=keep["logits"] is None and model_kwargs.get("hidden_out_layers") is None,
+        )
 
         step = 0
         undo = 0
@@ -303,10 +364,10 @@ class CodecTTSDelayGenerationMixin(GenerationMixin):
             if step > 0:
                 model_inputs = self.prepare_inputs_for_generation(input_ids, **step_kwargs, **model_kwargs)
                 with self._optimize_model_for_decode():
-                    outputs = model_forward(**model_inputs, return_dict=True)
+                    outputs = model_forward(**model_inputs, return_dict=True, **shortcut.forward_kwargs())
             model_kwargs = update_model_kwargs_for_generation(self, outputs, model_kwargs)
 
-            text_logits = outputs.logits[:, -1].to(dtype=torch.float32, device=device, copy=True)
+            text_logits = shortcut.full_logits(outputs.logits[:, -1].to(dtype=torch.float32, device=device, copy=True))
             audio_logits = outputs.audio_logits[:, -1].to(dtype=torch.float32, device=device, copy=True)
 
             text_scores = logits_processor(input_ids[..., 0], state.mask_text_scores(text_logits, step))
@@ -335,6 +396,7 @@ class CodecTTSDelayGenerationMixin(GenerationMixin):
             del outputs
 
             unfinished = unfinished & ~stopping_criteria(input_ids[..., 0], keep["scores"])
+            shortcut.update(unfinished)
             if stop_flag.push(~unfinished.any()):
                 undo = stop_flag.lag_steps  # rows generated after everything had finished
                 break

@@ -101,8 +101,10 @@ class CodecTTSLocalAttention(nn.Module):
         elif start != 0:
             raise ValueError("start > 0 needs a LocalKVCache holding the earlier positions")
         groups = self.num_heads // self.num_kv_heads
-        key = key.repeat_interleave(groups, dim=1)
-        value = value.repeat_interleave(groups, dim=1)
+        eager = self.config._attn_implementation == "eager"
+        if eager or groups == 1:
+            key = key.repeat_interleave(groups, dim=1)
+            value = value.repeat_interleave(groups, dim=1)
 
         # Query i (absolute position start+i) sees keys 0..start+i. A single query sees every cached key: no mask.
         kv_len = key.shape[2]
@@ -111,7 +113,7 @@ class CodecTTSLocalAttention(nn.Module):
             q_pos = torch.arange(start, start + q_len, device=hidden_states.device)[:, None]
             mask = torch.arange(kv_len, device=hidden_states.device)[None, :] <= q_pos  # [q, kv] bool
 
-        if self.config._attn_implementation == "eager":
+        if eager:
             weights = torch.matmul(query, key.transpose(2, 3)) * self.scaling
             if mask is not None:
                 weights = weights.masked_fill(~mask, torch.finfo(weights.dtype).min)
@@ -120,7 +122,10 @@ class CodecTTSLocalAttention(nn.Module):
         else:
             # sdpa (also used when the backbone runs flash/flex attention: the local stack is tiny and masked).
             weights = None
-            output = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=self.scaling)
+            # grouped heads read their shared keys/values in place (no repeat_interleave copies per local step)
+            output = F.scaled_dot_product_attention(
+                query, key, value, attn_mask=mask, scale=self.scaling, enable_gqa=groups > 1
+            )
         output = output.transpose(1, 2).reshape(batch, q_len, -1)
         return self.o_proj(output), weights
 

@@ -167,8 +167,9 @@ def stream_speech(
         finally:
             streamer.rows.put(None)
 
-    def decode(segment: _SegmentStream, batch_index: int, final: bool) -> SpeechChunk | None:
-        """Send the segment's new frames to its codec stream: whole chunks, or everything if ``final``."""
+    def pending(segment: _SegmentStream, batch_index: int, final: bool):
+        """The segment's new frames for its codec stream (whole chunks, or everything if ``final``): a request
+        ``(segment, batch_index, codes [frames, K], final)``, or None when there is nothing to send or say."""
         if segment.stopped:
             return None
         todo = sequences[batch_index].new_frames(segment)
@@ -180,30 +181,51 @@ def stream_speech(
                 break
         if not final:
             todo = todo[: (todo.shape[0] // chunk_frames) * chunk_frames]
-        audio = torch.zeros(0)
-        first = segment.decoded
-        if todo.shape[0]:
-            codes = todo[:, : segment.codebooks].T[None].to(device)  # [1, K, frames]
+        if todo.shape[0] == 0 and not (final and segment.yielded):
+            return None
+        return segment, batch_index, todo[:, : segment.codebooks], final
+
+    def decode_all(requests) -> list[SpeechChunk]:
+        """Decode every request, one batched codec call per group of streams at the same point (same frames sent
+        so far, same codebooks, same new frames): all active (sequence, segment) pairs of a batch share a call."""
+        groups: dict[tuple[int, int, int], list] = {}
+        for request in requests:
+            segment, _, todo, _ = request
+            if todo.shape[0]:
+                groups.setdefault((segment.decoded, segment.codebooks, todo.shape[0]), []).append(request)
+        audio = {}
+        for group in groups.values():
+            segments = [segment for segment, _, _, _ in group]
+            codes = torch.stack([todo.T for _, _, todo, _ in group]).to(device)  # [streams, K, frames]
+            state = None if segments[0].state is None else type(segments[0].state).stack([s.state for s in segments])
             with torch.inference_mode():
-                out = codec.decode(codes, streaming_state=segment.state, use_cache=True)
-            segment.state = out.streaming_state
-            segment.decoded += todo.shape[0]
-            audio = out.audio_values[0, 0].float().cpu()
-            audio = audio[max(segment.prefix_frames - first, 0) * hop :]  # prefix frames: codec context only
-        if audio.numel() == 0 and not (final and segment.yielded):
-            return None  # nothing new (an empty chunk is only sent to mark the end of a segment)
-        if segment.index is None:
-            segment.index = sequences[batch_index].segments
-            sequences[batch_index].segments += 1
-        segment.yielded = True
-        return SpeechChunk(
-            batch_index=batch_index,
-            segment_index=segment.index,
-            audio=audio,
-            first_frame=max(first - segment.prefix_frames, 0),
-            is_last=final,
-            sampling_rate=rate,
-        )
+                out = codec.decode(codes, streaming_state=state, use_cache=True)
+            for segment, part, values in zip(segments, out.streaming_state.split(), out.audio_values, strict=True):
+                first = segment.decoded
+                segment.state = part
+                segment.decoded += codes.shape[-1]
+                values = values[0].float().cpu()
+                audio[id(segment)] = (first, values[max(segment.prefix_frames - first, 0) * hop :])
+        chunks = []
+        for segment, batch_index, _, final in requests:
+            first, values = audio.get(id(segment), (segment.decoded, torch.zeros(0)))
+            if values.numel() == 0 and not (final and segment.yielded):
+                continue  # nothing new (an empty chunk is only sent to mark the end of a segment)
+            if segment.index is None:
+                segment.index = sequences[batch_index].segments
+                sequences[batch_index].segments += 1
+            segment.yielded = True
+            chunks.append(
+                SpeechChunk(
+                    batch_index=batch_index,
+                    segment_index=segment.index,
+                    audio=values,
+                    first_frame=max(first - segment.prefix_frames, 0),
+                    is_last=final,
+                    sampling_rate=rate,
+                )
+            )
+        return chunks
 
     thread = threading.Thread(target=run_generate, name="codectts-generate", daemon=True)
     thread.start()
@@ -220,17 +242,17 @@ def stream_speech(
                         seq.add_row(row, in_prompt=True)
                     seq.end_prompt()
                 continue
+            requests = []
             for b, seq in enumerate(sequences):
-                for segment in seq.add_row(value[b], in_prompt=False):
-                    if (chunk := decode(segment, b, final=True)) is not None:
-                        yield chunk
-                if seq.segment is not None and (chunk := decode(seq.segment, b, final=False)) is not None:
-                    yield chunk
+                requests += [pending(segment, b, final=True) for segment in seq.add_row(value[b], in_prompt=False)]
+                if seq.segment is not None:
+                    requests.append(pending(seq.segment, b, final=False))
+            yield from decode_all([request for request in requests if request is not None])
         if failure:
             raise failure[0]
-        for b, seq in enumerate(sequences):  # generation ended inside a block (max_new_tokens)
-            if seq.segment is not None and (chunk := decode(seq.segment, b, final=True)) is not None:
-                yield chunk
+        # generation ended inside a block (max_new_tokens)
+        requests = [pending(seq.segment, b, final=True) for b, seq in enumerate(sequences) if seq.segment is not None]
+        yield from decode_all([request for request in requests if request is not None])
     finally:
         streamer.closed.set()  # a consumer that stops early (break, error) also stops generation at the next row
         thread.join()
