@@ -22,6 +22,8 @@ from collections.abc import Callable
 
 import torch
 
+from ..token_selection import top_k_filter as top_k_tokens
+
 
 def gumbel_noise(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """-log(-log(U + 1e-10) + 1e-10), U ~ U[0, 1) of ``like``'s shape (drawn like ``zeros_like(x).uniform_``)."""
@@ -32,8 +34,7 @@ def gumbel_noise(like: torch.Tensor, generator: torch.Generator | None = None) -
 def top_k_filter(logits: torch.Tensor, filter_thres: float) -> torch.Tensor:
     """Keep the ceil((1 - filter_thres) * V) largest logits per position, -inf elsewhere."""
     k = max(1, math.ceil((1 - filter_thres) * logits.shape[-1]))
-    values, indices = logits.topk(k, dim=-1)
-    return torch.full_like(logits, float("-inf")).scatter_(-1, indices, values)
+    return top_k_tokens(logits, k, ties="drop")
 
 
 def classifier_free_guidance(cond: torch.Tensor, uncond: torch.Tensor, cfg: float, rescale_cfg: float) -> torch.Tensor:

@@ -11,9 +11,10 @@ from transformers import GenerationMixin, LogitsProcessorList
 from transformers.utils import ModelOutput
 
 from ...configuration.metavoice import MetaVoiceConfig
+from ..token_selection import select_tokens
 from .first_stage import MetaVoiceFirstStageModel, MetaVoicePreTrainedModel
 from .guidance import MetaVoiceInterleaveLogitsProcessor
-from .second_stage import MetaVoiceSecondStageModel
+from .second_stage import MetaVoiceSecondStageModel, second_stage_sampling
 from .speaker_encoder import MetaVoiceSpeakerEncoder
 
 logger = logging.getLogger(__name__)
@@ -227,14 +228,7 @@ class MetaVoiceForTextToSpeech(MetaVoicePreTrainedModel, GenerationMixin):
         logits = torch.stack(self.second_stage(rows, speaker_embeds=speaker_embeds).logits, dim=1).float()
         # the pad class means "no audio here": never a code at an audio position
         logits[..., self.config.second_stage_config.pad_token_id :] = float("-inf")
-        if not do_sample:
-            return logits.argmax(-1)
-        logits = logits / temperature
-        if top_k is not None:
-            kth = torch.topk(logits, min(int(top_k), logits.shape[-1]), dim=-1).values[..., -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs = logits.softmax(-1)
-        return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).view(probs.shape[:-1])
+        return select_tokens(logits, second_stage_sampling(do_sample, temperature, top_k))
 
     @torch.no_grad()
     def decode_audio_codes(self, audio_codes: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -11,11 +11,20 @@ from torch.nn import functional as F
 from transformers.utils import ModelOutput
 
 from ...configuration.metavoice import MetaVoiceSecondStageConfig
+from ..token_selection import ChannelSampling, select_tokens
 from .first_stage import MetaVoicePreTrainedModel
 from .layers import MetaVoiceDecoderLayer, MetaVoiceLayerNorm
 
 __all__ = ["MetaVoiceSecondStageModel", "MetaVoiceSecondStageOutput"]
 
+
+
+def second_stage_sampling(do_sample: bool, temperature: float, top_k: int | None) -> ChannelSampling:
+    """The original's one-shot sampling: temperature, top-k (ties with the k-th kept), ``torch.multinomial``."""
+    return ChannelSampling(
+        do_sample=do_sample, temperature=temperature, top_k=None if top_k is None else int(top_k),
+        top_k_ties="keep", draw_method="multinomial",
+    )
 
 @dataclass
 class MetaVoiceSecondStageOutput(ModelOutput):
@@ -144,13 +153,4 @@ class MetaVoiceSecondStageModel(MetaVoicePreTrainedModel):
         if top_k is not None and int(top_k) < 1:
             raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
         logits = torch.stack(self(input_ids, speaker_embeds=speaker_embeds).logits, dim=1).float()  # [B, H, T, V]
-        if not do_sample:
-            return logits.argmax(-1)
-        logits = logits / temperature
-        if top_k is not None:
-            k = min(int(top_k), logits.shape[-1])
-            kth = torch.topk(logits, k, dim=-1).values[..., -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs = logits.softmax(-1)
-        draws = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
-        return draws.view(probs.shape[:-1])
+        return select_tokens(logits, second_stage_sampling(do_sample, temperature, top_k), generator=generator)
