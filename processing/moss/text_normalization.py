@@ -117,10 +117,10 @@ def _clean_characters(text: str) -> str:
 # changes so that nested links end up flat too.
 _MARKDOWN_LINK = re.compile(r"\[([^\[\]]*)\]\(((?:[^()]|\([^()]*\))*)\)")
 # One block marker at the start of a (stripped) line: heading "#"…"######", quote ">", bullet "-*+", "1." / "1)".
-# Markers need whitespace after them (or, except numbers, the end of the line), so "#hashtag", "-5", "*bold*", "3.5"
-# and a bare "3." are not markers. "1 . item" is one too: the space rules would turn it into "1. item" and a second
+# Markers need whitespace after them, as in the original, so "#hashtag", "-5", "*bold*", "3.5", a bare "3." and a
+# line that is only "#" or ">" are not markers. "1 . item" is one too: the space rules would turn it into "1. item" and a second
 # call would then strip it. Applied repeatedly: "> - item", "1. # x" lose every marker.
-_LINE_MARKER = re.compile(r"(?:#{1,6}(?=\s|$)|>|[-*+](?=\s|$)|\d+(?:\s*\.|\))(?=\s))\s*")
+_LINE_MARKER = re.compile(r"(?:#{1,6}|>|[-*+]|\d+(?:\s*\.|\)))(?=\s)\s*")
 
 
 def _strip_line_markers(line: str) -> str:
@@ -142,39 +142,23 @@ def _strip_markdown(text: str) -> str:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-# URLs with a scheme or "www."; sentence punctuation the character class swallows at the end is given back
-# (_trim_url), so "see https://x.com." keeps its full stop outside the span.
-_URL = re.compile(r"(?:(?:https?|ftp)://|www\.)[A-Za-z0-9\-._~:/?#@!$&'*+,;=%()]+", re.IGNORECASE)
-_URL_TRAILING = ".,;:!?'"
 _TAG = re.compile(r"\[[^\[\]]*\]|\{[^{}]*\}")  # [S1], [pause 3.2s], {laugh}: model control tags
-# The other protected token kinds, in the order they are applied.
-# E-mail parts: single "." and "-" inside only, so "...a@b.co--next" keeps its ellipsis and dash run outside the
-# protected address (at the price of punycode "xn--" domains, rare in text to be read aloud).
-_MAIL_ATOM = r"[A-Za-z0-9_%+]+(?:-[A-Za-z0-9_%+]+)*"
-_DOMAIN_LABEL = r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*"
-_PATH_SEGMENT = r"[A-Za-z0-9_]+(?:[\-/][A-Za-z0-9_]+)*"  # "my-file", "src/main": single "-" or "/" inside
-_OTHER_PROTECTED = (
-    # E-mail addresses.
-    re.compile(rf"{_MAIL_ATOM}(?:\.{_MAIL_ATOM})*@{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})+"),
-    # @mentions: ASCII names as in the original (so "@user吧" is "@user" + "吧"); not the tail of a word.
-    re.compile(r"(?<![A-Za-z0-9_.@])@[A-Za-z0-9_]+(?:[.\-][A-Za-z0-9_]+)*"),
-    # Reddit-style u/name and r/name.
-    re.compile(r"(?<![A-Za-z0-9_/])[ur]/[A-Za-z0-9_]+(?:-[A-Za-z0-9_]+)*"),
-    # #hashtags (not "C#", not "&#39;").
-    re.compile(r"(?<![A-Za-z0-9_#&])#\w+"),
-    # Dot-tokens: .env, .gitignore, .tar.gz.
-    re.compile(r"(?<![A-Za-z0-9_.])\.[A-Za-z0-9_]+(?:[.\-][A-Za-z0-9_]+)*"),
-    # File- and version-like tokens: config.yaml, src/main.py, v1.2.3, my-file.tar.gz. Like the original they need a
-    # Latin letter: "3.50" or "1.2" stay plain numbers (and space like digits next to CJK).
-    re.compile(rf"(?<![A-Za-z0-9_.])(?=[A-Za-z0-9_./-]*[A-Za-z]){_PATH_SEGMENT}(?:\.{_PATH_SEGMENT})+"),
+# The protected token kinds of the original, in its order. Their extents are the original's, including its surprises:
+# a URL runs until whitespace or CJK sentence punctuation (so "https://x.com获取" is one token) and a hashtag until
+# whitespace or "#"; a file/version token needs a Latin letter and one of ._/+:- ("v1.2.3", "a-b", "src/x.py").
+_LATINISH_RUN = "A-Za-z0-9._/+:\\-"
+_PROTECTED = (
+    re.compile("https?://[^\\s\u3000，。！？；、）】》〉」』]+"),  # URLs
+    re.compile(r"(?<![\w.+\-\ue000])[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}(?![\w.\-\ue000])"),  # e-mail addresses
+    re.compile(r"(?<![A-Za-z0-9_\ue000])@[A-Za-z0-9_]{1,32}"),  # @mentions
+    re.compile(r"(?<![A-Za-z0-9_\ue000])[ur]/[A-Za-z0-9_]+"),  # u/name, r/name
+    re.compile(r"(?<![A-Za-z0-9_\ue000])#(?!\s)[^\s#]+"),  # #hashtags
+    re.compile(r"(?<![A-Za-z0-9_\ue000])\.(?=[A-Za-z0-9._-]*[A-Za-z0-9])[A-Za-z0-9._-]+"),  # .env, .tar.gz
+    re.compile(  # file- and version-like tokens
+        f"(?<![A-Za-z0-9_\ue000])(?=[{_LATINISH_RUN}]*[A-Za-z])(?=[{_LATINISH_RUN}]*[._/+:-])"
+        f"[A-Za-z0-9](?:[{_LATINISH_RUN}]*[A-Za-z0-9])?(?![A-Za-z0-9_\ue000])"
+    ),
 )
-
-
-def _trim_url(url: str) -> str:
-    """Drop sentence punctuation at the end of a URL match, and ")" that closes a parenthesis opened before it."""
-    while url and (url[-1] in _URL_TRAILING or (url[-1] == ")" and url.count(")") > url.count("("))):
-        url = url[:-1]
-    return url
 
 
 class _ProtectedSpans:
@@ -197,20 +181,16 @@ class _ProtectedSpans:
     def _protect_match(self, match: re.Match, latin_like: bool = True) -> str:
         return self._placeholder(match.group(0), latin_like)
 
-    def _protect_url(self, match: re.Match) -> str:
-        url = _trim_url(match.group(0))
-        tail = match.group(0)[len(url) :]
-        return (self._placeholder(url) if url else "") + tail
-
     def protect(self, text: str) -> str:
-        text = _TAG.sub(functools.partial(self._protect_match, latin_like=False), text)
-        text = _URL.sub(self._protect_url, text)
-        for pattern in _OTHER_PROTECTED:
+        for pattern in _PROTECTED:
             text = pattern.sub(self._protect_match, text)
-        return text
+        # tags last, as opaque spans (the original leaves them to its rules, which find nothing to change in them)
+        return _TAG.sub(functools.partial(self._protect_match, latin_like=False), text)
 
     def restore(self, text: str) -> str:
-        text = _PLACEHOLDER.sub(lambda m: self.spans[ord(m.group(1)) - _INDEX_BASE], text)
+        # a span may hold earlier spans (a hashtag swallowing a URL, a tag holding "3.2s"): restore until none is left
+        # (the original leaks such inner placeholders into its output)
+        text = _until_stable(lambda t: _PLACEHOLDER.sub(lambda m: self.spans[ord(m.group(1)) - _INDEX_BASE], t), text)
         if any("\ue000" <= ch <= "\ue003" or ch >= "\U000f0000" for ch in text):  # pragma: no cover
             raise RuntimeError("internal error: a protected span lost its placeholder during normalization")
         return text
