@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from codectts.processing.moss.text_normalization import normalize_tts_text
 
-
 GOLDEN_DIR = Path(__file__).parents[1] / "fixtures" / "golden" / "processor"
 GOLDEN_PAIRS = json.loads((GOLDEN_DIR / "normalize_tts_text.json").read_text(encoding="utf-8"))
 
