@@ -13,7 +13,7 @@ Pipeline (the order of the spec; each group is one function below):
    lines are joined with ``。`` (so every line break becomes a sentence boundary).
 3. :class:`_ProtectedSpans`: URLs, e-mails, mentions, ``u/…``/``r/…``, hashtags, dot-tokens, file/version-like
    tokens (word-like next to CJK) and ``[...]``/``{...}`` tags (opaque) are swapped for placeholders.
-4. :func:`_normalize_spaces`: collapse whitespace; CJK/kana/digit/Latin spacing; no space around CJK punctuation or
+4. :func:`_normalize_spaces`: collapse whitespace; CJK/kana/digit/Latin spacing; no space before closing or after opening and pause marks, or
    before ASCII ``,.;!?``.
 5. :func:`_normalize_structural_punctuation`: arrows → ``，``, dash runs → ``。``, ``【…】``-style headers at a sentence
    start → content + ``。``, standalone ``《title》`` unwrapped.
@@ -43,12 +43,6 @@ _CJK = (
     "\u2e80-\u2eff\u2f00-\u2fdf\u3005\u3007\u3021-\u3029\u3038-\u303b"
     "\u3040-\u309f\u30a0-\u30ff\u3100-\u312f\u31a0-\u31bf\u31f0-\u31ff"
     "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f"
-)
-# CJK punctuation: the punctuation of "CJK Symbols and Punctuation" and the full-width forms (！，（）【】《》「」 ...).
-# General punctuation such as “ ” ‘ ’ — … is NOT included (the original leaves spaces around it alone).
-_CJK_PUNCT = (
-    "\u3001-\u3003\u3008-\u3011\u3014-\u301f\u3030\u303d"
-    "\uff01-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65"
 )
 _DIGIT = "0-9\uff10-\uff19"
 _DASH = "\\-\u2010-\u2015\uff0d"  # - ‐ ‑ ‒ – — ― －
@@ -210,7 +204,10 @@ _LATINISH_CHARS = "A-Za-z0-9._/+:\\-"
 _CJK_BEFORE_LATINISH = re.compile(f"(?<=[{_CJK}])(?={_KIND_LATIN}|(?=[{_LATINISH_CHARS}]*[A-Za-z])[A-Za-z0-9])")
 _LATINISH_BEFORE_CJK = re.compile(f"({_KIND_LATIN}|[{_LATINISH_CHARS}]+)(?=[{_CJK}])")
 _HAS_ASCII_LETTER = re.compile("[A-Za-z\ue000]")
-_SPACE_AROUND_CJK_PUNCT = re.compile(f" ?([{_CJK_PUNCT}]) ?")
+# The original's three punctuation rules: no space before a closing mark, after an opening mark, or after a pause.
+_SPACE_BEFORE_CLOSING = re.compile(" ([，。！？；：、”’」』】）》])")
+_SPACE_AFTER_OPENING = re.compile("([（【「『《“‘]) ")
+_SPACE_AFTER_PAUSE = re.compile("([，。！？；：、]) ")
 _SPACE_BEFORE_ASCII_PUNCT = re.compile(r" ([,.;!?])")
 
 
@@ -226,7 +223,9 @@ def _normalize_spaces(text: str) -> str:
     text = _SPACE_BETWEEN_CJK_AND_DIGIT.sub("", text)  # 共 3 个 → 共3个
     text = _CJK_BEFORE_LATINISH.sub(" ", text)  # 用Python → 用 Python
     text = _LATINISH_BEFORE_CJK.sub(_space_after_latinish, text)  # Python写 → Python 写
-    text = _SPACE_AROUND_CJK_PUNCT.sub(r"\1", text)  # 你好 ， 世界 → 你好，世界
+    text = _SPACE_BEFORE_CLOSING.sub(r"\1", text)  # 你好 ， 世界 → 你好， 世界
+    text = _SPACE_AFTER_OPENING.sub(r"\1", text)  # 「 你好」 → 「你好」
+    text = _SPACE_AFTER_PAUSE.sub(r"\1", text)  # 你好， 世界 → 你好，世界
     return _SPACE_BEFORE_ASCII_PUNCT.sub(r"\1", text)  # Hello , world → Hello, world
 
 
