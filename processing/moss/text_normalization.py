@@ -13,8 +13,8 @@ Pipeline (the order of the spec; each group is one function below):
    lines are joined with ``。`` (so every line break becomes a sentence boundary).
 3. :class:`_ProtectedSpans`: URLs, e-mails, mentions, ``u/…``/``r/…``, hashtags, dot-tokens, file/version-like
    tokens (word-like next to CJK) and ``[...]``/``{...}`` tags (opaque) are swapped for placeholders.
-4. :func:`_normalize_spaces`: collapse whitespace; CJK/kana/digit/Latin spacing; no space before closing or after opening and pause marks, or
-   before ASCII ``,.;!?``.
+4. :func:`_normalize_spaces`: collapse whitespace; CJK/kana/digit/Latin spacing; no space before closing marks,
+   after opening and pause marks, or before ASCII ``,.;!?``.
 5. :func:`_normalize_structural_punctuation`: arrows → ``，``, dash runs → ``。``, ``【…】``-style headers at a sentence
    start → content + ``。``, standalone ``《title》`` unwrapped.
 6. :func:`_normalize_repeated_punctuation`: ellipses → ``。``, repeated ``。，！？`` collapsed, mixed ``?!`` → ``？！``.
