@@ -31,6 +31,35 @@ class CheckpointMismatchError(ValueError):
     """The tensors of a checkpoint do not match what the model expects (missing, unexpected or mis-shaped)."""
 
 
+class PrefixRenames:
+    """Tensor renaming between an original checkpoint layout and ours, by name prefix (first match wins).
+
+    Args:
+        prefixes: ``(original prefix, our prefix)`` pairs.
+        unused: original tensor names that are dropped on conversion.
+        family: checkpoint name used in error messages.
+    """
+
+    def __init__(self, prefixes: tuple[tuple[str, str], ...], unused: tuple[str, ...] = (), family: str = ""):
+        self.prefixes, self.unused, self.family = prefixes, unused, family
+
+    def to_ours(self, key: str) -> str | None:
+        """Our name for an original tensor name; ``None`` for dropped tensors; raises for unknown names."""
+        if key in self.unused:
+            return None
+        for old, new in self.prefixes:
+            if key.startswith(old):
+                return new + key[len(old) :]
+        raise CheckpointMismatchError(f"unexpected tensor in the {self.family} checkpoint: {key!r}")
+
+    def to_original(self, key: str) -> str:
+        """The original name of one of our tensor names."""
+        for old, new in self.prefixes:
+            if key.startswith(new):
+                return old + key[len(new) :]
+        raise KeyError(f"{key!r} has no original name in the {self.family} layout")
+
+
 def read_json(path: str | os.PathLike) -> dict:
     """A JSON file that must hold an object; errors name the file."""
     try:

@@ -29,7 +29,7 @@ import torch
 from ...configuration.moss.realtime import CodecTTSRealtimeConfig
 from ..io import (
     DEFAULT_MAX_SHARD_BYTES,
-    CheckpointMismatchError,
+    PrefixRenames,
     check_state_dict,
     load_state_dict,
     read_json,
@@ -56,21 +56,9 @@ _PREFIX_MAP = (  # (original prefix, our prefix); first match wins
 )
 
 
-def original_key_to_ours(key: str) -> str | None:
-    """Our name for an original tensor name; ``None`` for tensors we drop; raises for unknown names."""
-    if key in _UNUSED_ORIGINAL_KEYS:
-        return None
-    for old, new in _PREFIX_MAP:
-        if key.startswith(old):
-            return new + key[len(old) :]
-    raise CheckpointMismatchError(f"unexpected tensor in the MOSS-TTS-Realtime checkpoint: {key!r}")
-
-
-def _our_key_to_original(key: str) -> str:
-    for old, new in _PREFIX_MAP:
-        if key.startswith(new):
-            return old + key[len(new) :]
-    raise AssertionError(key)  # pragma: no cover
+_RENAMES = PrefixRenames(_PREFIX_MAP, _UNUSED_ORIGINAL_KEYS, "MOSS-TTS-Realtime")
+original_key_to_ours = _RENAMES.to_ours
+_our_key_to_original = _RENAMES.to_original
 
 
 def expected_original_shapes(config: CodecTTSRealtimeConfig) -> dict[str, tuple[int, ...]]:
