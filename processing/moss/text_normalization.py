@@ -146,7 +146,9 @@ _PROTECTED = (
     re.compile(r"(?<![\w.+\-\ue000])[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}(?![\w.\-\ue000])"),  # e-mail addresses
     re.compile(r"(?<![A-Za-z0-9_\ue000])@[A-Za-z0-9_]{1,32}"),  # @mentions
     re.compile(r"(?<![A-Za-z0-9_\ue000])[ur]/[A-Za-z0-9_]+"),  # u/name, r/name
-    re.compile(r"(?<![A-Za-z0-9_\ue000])#(?!\s)[^\s#]+"),  # #hashtags
+    # #hashtags; unlike the original, one must start with a word character ("#." is not one: a second pass would
+    # then space it differently, and the result must be idempotent)
+    re.compile(r"(?<![A-Za-z0-9_\ue000])#(?=\w)[^\s#]+"),
     re.compile(r"(?<![A-Za-z0-9_\ue000])\.(?=[A-Za-z0-9._-]*[A-Za-z0-9])[A-Za-z0-9._-]+"),  # .env, .tar.gz
     re.compile(  # file- and version-like tokens
         f"(?<![A-Za-z0-9_\ue000])(?=[{_LATINISH_RUN}]*[A-Za-z])(?=[{_LATINISH_RUN}]*[._/+:-])"
