@@ -6,7 +6,9 @@ alternating in the same process: ``main`` = the plain decode path (full text hea
 the text-head shortcut) and ``new`` = the current code; ``speedup`` = main / new ms per row. ``int8`` = torchao
 int8 weight-only on the backbone and local linear layers (what ``from_pretrained(...,
 quantization_config=TorchAoConfig(Int8WeightOnlyConfig(), modules_to_not_convert=...))`` does), embeddings and heads
-in float32; ``agree`` = fraction of greedy tokens identical to float32's in the first ``--rows`` generated rows.
+in float32; ``int8-all`` = every linear layer and embedding table in int8, heads included (what
+``quantization_config=codectts.modeling.quantization.int8_weight_only_config(config)`` does); ``agree`` = fraction of
+greedy tokens identical to float32's in the first ``--rows`` generated rows.
 
     python benchmarks/run.py                                   # tiny configs, CPU, everything
     python benchmarks/run.py --threads 1 --sizes big --families delay local --batch 1 4 8 --modes eager
@@ -68,11 +70,14 @@ def weight_bytes(model) -> int:
     return sum(size(p) for p in model.parameters())
 
 
-def quantize_int8(model) -> None:
-    """Int8 weight-only linear layers except heads (transformers' TorchAoConfig path does the same at load)."""
+def quantize_int8(model, everything: bool = False) -> None:
+    """Int8 weight-only linear layers except heads (TorchAoConfig's default at load), or every linear layer and
+    embedding table (``int8_weight_only_config``)."""
     from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
     def wanted(module, name):
+        if everything:
+            return isinstance(module, (torch.nn.Linear, torch.nn.Embedding))
         return isinstance(module, torch.nn.Linear) and "lm_head" not in name
 
     quantize_(model, Int8WeightOnlyConfig(), filter_fn=wanted)
@@ -128,8 +133,8 @@ def run_generator(family, size, dtype_name, modes, batches, rows, prompt_rows, r
     model_class = CodecTTSDelayForConditionalGeneration if family == "delay" else CodecTTSLocalForConditionalGeneration
     dtype = torch.bfloat16 if dtype_name == "bfloat16" else torch.float32
     model = build_model(model_class, config, device, dtype)
-    if dtype_name == "int8":
-        quantize_int8(model)
+    if dtype_name.startswith("int8"):
+        quantize_int8(model, everything=dtype_name == "int8-all")
     variants = ("main", "new") if family == "delay" else ("new",)
     results, outputs = [], {}
     for batch in batches:
@@ -222,8 +227,8 @@ def main(argv=None) -> None:
     parser.add_argument("--families", nargs="+", default=["delay", "local", "codec", "streaming"],
                         choices=["delay", "local", "codec", "streaming"])  # fmt: skip
     parser.add_argument("--sizes", nargs="+", default=["tiny"], help="tiny, big, 1.7b, 8b")
-    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16", "int8"],
-                        choices=["float32", "bfloat16", "int8"])  # fmt: skip
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16", "int8", "int8-all"],
+                        choices=["float32", "bfloat16", "int8", "int8-all"])  # fmt: skip
     parser.add_argument("--modes", nargs="+", default=None, help="eager static compiled (default: eager static)")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--rows", type=int, default=16, help="generated rows (Delay) / frames (Local) per run")
@@ -247,7 +252,7 @@ def main(argv=None) -> None:
         for size in args.sizes:
             rows, reference = [], None
             for dtype_name in args.dtypes:
-                if dtype_name == "int8":
+                if dtype_name.startswith("int8"):
                     try:
                         import torchao  # noqa: F401
                     except ImportError:

@@ -86,3 +86,79 @@ def test_delay_with_a_quantized_text_head_keeps_the_shortcut_exact(tmp_path):
     assert torch.equal(fast.sequences, plain.sequences)
     for fast_scores, plain_scores in zip(fast.scores, plain.scores, strict=True):
         assert torch.equal(fast_scores, plain_scores)
+
+
+def _sized_model(family: str):
+    """A model wide enough (hidden 128) for the per-row scales to be small next to the int8 weights."""
+    from codectts.configuration.moss.delay import CodecTTSDelayConfig
+    from codectts.configuration.moss.local import CodecTTSLocalConfig
+
+    text = dict(vocab_size=2048, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=32)  # fmt: skip
+    audio = dict(n_vq=4, audio_vocab_size=128)
+    if family == "delay":
+        return CodecTTSDelayForConditionalGeneration(CodecTTSDelayConfig(text_config=text, **audio))
+    config = CodecTTSLocalConfig(text_config=text, local_hidden_size=128, local_num_layers=2,
+                                 local_intermediate_size=256, adapter_intermediate_size=128, pad_token_id=0, **audio)  # fmt: skip
+    return CodecTTSLocalForConditionalGeneration(config)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+@pytest.mark.parametrize("keep", [(), ("heads",), ("embeddings",)])
+def test_int8_weight_only_config_covers_embeddings_and_heads(family, keep, tmp_path):
+    """int8_weight_only_config: every linear layer and embedding table in int8 (<= 0.3x the float32 weight bytes),
+    or all but the heads / the embeddings when asked."""
+    from codectts.modeling.quantization import int8_weight_only_config
+
+    torch.manual_seed(0)
+    _sized_model(family).save_pretrained(tmp_path)
+    model_class = FAMILIES[family][0]
+    full = model_class.from_pretrained(tmp_path)
+    options = {name: False for name in keep}
+    quantized = model_class.from_pretrained(
+        tmp_path, quantization_config=int8_weight_only_config(full.config, **options)
+    )
+    float_modules, int8_modules = [], []
+    for name, module in quantized.named_modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
+            (float_modules if type(module.weight) is torch.nn.Parameter else int8_modules).append((name, module))
+    is_head = lambda name, module: isinstance(module, torch.nn.Linear) and "lm_head" in name  # noqa: E731
+    is_embedding = lambda name, module: isinstance(module, torch.nn.Embedding)  # noqa: E731
+    expected_float = {"heads": is_head, "embeddings": is_embedding}
+    for name, module in float_modules:
+        assert any(expected_float[k](name, module) for k in keep), f"{name} was left in float32"
+    for name, module in int8_modules:
+        assert not any(expected_float[k](name, module) for k in keep), f"{name} was quantized"
+    for k in keep:
+        assert any(expected_float[k](*item) for item in float_modules)
+    total = lambda model: sum(tensor_bytes(p) for p in model.parameters())  # noqa: E731
+    if not keep:
+        assert total(quantized) <= 0.3 * total(full)
+    ids = torch.randint(0, 8, (1, 6, 1 + full.config.n_vq))
+    ids[..., 1:] = full.config.audio_pad_code if family == "delay" else torch.randint(0, 128, (1, 6, 4))
+    with torch.no_grad():  # int8 noise is small against the logits' spread
+        want, got = full(input_ids=ids).logits, quantized(input_ids=ids).logits
+    assert (got - want).abs().mean() < 0.05 * want.std()
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_int8_everything_keeps_the_golden_first_token(family, tmp_path):
+    from codectts.modeling.quantization import int8_weight_only_config
+
+    model_class, folder, outputs, _ = FAMILIES[family]
+    convert_checkpoint(GOLDEN / folder / "model", tmp_path / "converted")
+    full = model_class.from_pretrained(tmp_path / "converted").eval()
+    quantized = model_class.from_pretrained(
+        tmp_path / "converted", quantization_config=int8_weight_only_config(full.config)
+    ).eval()
+    assert all(
+        type(m.weight) is not torch.nn.Parameter
+        for m in quantized.modules()
+        if isinstance(m, (torch.nn.Linear, torch.nn.Embedding))
+    )
+    data = load_file(GOLDEN / folder / f"{outputs}.safetensors")
+    ids, mask = data["prompt_B.input_ids"], data["prompt_B.attention_mask"].long()
+    with torch.no_grad():
+        first_want = full.generate(ids, attention_mask=mask, max_new_tokens=2, **GREEDY)
+        first_got = quantized.generate(ids, attention_mask=mask, max_new_tokens=2, **GREEDY)
+    assert torch.equal(first_got[:, ids.shape[1], 0], first_want[:, ids.shape[1], 0])

@@ -1,0 +1,70 @@
+"""Weight-only int8 for a whole generator (embeddings and heads included), through transformers' torchao integration.
+
+``TorchAoConfig(Int8WeightOnlyConfig())`` converts the ``nn.Linear`` layers only: torchao's default filter skips
+embedding tables and transformers keeps the output head in the load dtype. With a speech-LM vocabulary (155,648 text
+rows, plus ``n_vq`` audio tables and heads) those are much of the model — on the CPU "big" benchmark config two
+thirds of the float32 bytes — so the model would keep 0.7–0.85x of its float32 size. :func:`int8_weight_only_config`
+names every linear layer and embedding table explicitly (torchao's ``FqnToConfig`` with exact module names), so
+``from_pretrained(folder, quantization_config=int8_weight_only_config(config))`` stores one byte per weight plus one
+scale per output row (per table row for embeddings) everywhere: about 0.25x the float32 weight bytes.
+
+Precision: per-row int8 of an embedding table is a lookup of rows quantised independently; of a head, one scale per
+vocabulary row. The greedy tokens agree with float32 as often with the heads and embeddings quantised as without
+(benchmarks/README.md); ``embeddings=False`` / ``heads=False`` keep them in the load dtype where that matters.
+The codec is a separate model and is never quantised by this config.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+_HEAD_NAME = re.compile(r"(^|[._])lm_heads?(\.\d+)?$")  # lm_head, audio_lm_head, lm_heads.3
+
+
+def quantizable_modules(config, *, embeddings: bool = True, heads: bool = True) -> list[str]:
+    """Names of the ``nn.Linear`` / ``nn.Embedding`` modules of the model built from ``config`` to store in int8."""
+    from transformers import AutoModel
+
+    with torch.device("meta"):  # names only: no memory, no initialisation cost
+        model = AutoModel.from_config(config)
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Embedding) and not embeddings:
+            continue
+        if isinstance(module, nn.Linear) and _HEAD_NAME.search(name) and not heads:
+            continue
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            names.append(name)
+    return names
+
+
+def int8_weight_only_config(config, *, embeddings: bool = True, heads: bool = True):
+    """A ``TorchAoConfig`` storing every linear layer and embedding table of the generator in int8 (weight-only).
+
+    Args:
+        config: the generator's config (``AutoConfig.from_pretrained(folder)`` after ``import codectts``).
+        embeddings: also the embedding tables (text and audio); ``False`` keeps them in the load dtype.
+        heads: also the output heads (text and audio); ``False`` keeps them in the load dtype.
+
+    Returns:
+        ``transformers.TorchAoConfig`` for ``from_pretrained(..., quantization_config=...)``. Needs ``torchao >= 0.15``
+        (``pip install codectts[quantization]``).
+    """
+    try:
+        from torchao.quantization import FqnToConfig, Int8WeightOnlyConfig
+    except ImportError as err:
+        raise ImportError(
+            "int8_weight_only_config needs torchao >= 0.15 (FqnToConfig): pip install 'codectts[quantization]'"
+        ) from err
+    from transformers import TorchAoConfig
+
+    per_module = Int8WeightOnlyConfig()
+    names = quantizable_modules(config, embeddings=embeddings, heads=heads)
+    # modules_to_not_convert=[]: transformers would otherwise keep the output head whatever the names say
+    return TorchAoConfig(FqnToConfig({name: per_module for name in names}), modules_to_not_convert=[])
+
+
+__all__ = ["int8_weight_only_config", "quantizable_modules"]
