@@ -11,6 +11,7 @@ streaming is exact). Continuation prompts: the given prefix frames are decoded a
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 from dataclasses import dataclass
@@ -215,38 +216,54 @@ def stream_speech(
                 segment.index = sequences[batch_index].segments
                 sequences[batch_index].segments += 1
             segment.yielded = True
-            chunks.append(
-                SpeechChunk(
-                    batch_index=batch_index,
-                    segment_index=segment.index,
-                    audio=values,
-                    first_frame=max(first - segment.prefix_frames, 0),
-                    is_last=final,
-                    sampling_rate=rate,
+            # One codec call may have decoded a backlog of several chunks: hand them out chunk by chunk.
+            start = max(first, segment.prefix_frames)  # first frame yielded (block numbering, prefix included)
+            stop = start + values.numel() // hop
+            cuts = [start] + list(range((start // chunk_frames + 1) * chunk_frames, stop, chunk_frames)) + [stop]
+            for i, (a, b) in enumerate(itertools.pairwise(cuts)):
+                chunks.append(
+                    SpeechChunk(
+                        batch_index=batch_index,
+                        segment_index=segment.index,
+                        audio=values[(a - start) * hop : (b - start) * hop],
+                        first_frame=a - segment.prefix_frames,
+                        is_last=final and i == len(cuts) - 2,
+                        sampling_rate=rate,
+                    )
                 )
-            )
         return chunks
 
     thread = threading.Thread(target=run_generate, name="codectts-generate", daemon=True)
     thread.start()
     sequences: list[_SequenceFrames] = []
     try:
-        while True:
-            value = streamer.rows.get()
-            if value is None:
-                break
-            if value.dim() == 3:  # the prompt
-                sequences = [_SequenceFrames(fmt) for _ in range(value.shape[0])]
-                for b, seq in enumerate(sequences):
-                    for row in value[b]:
-                        seq.add_row(row, in_prompt=True)
-                    seq.end_prompt()
-                continue
+        ended = False
+        while not ended:
+            # Every row queued while the previous chunks were decoded is taken at once, so a backlog is decoded in one
+            # codec call per stream (the per-call cost no longer scales with the number of chunks).
+            values = [streamer.rows.get()]
+            while values[-1] is not None:
+                try:
+                    values.append(streamer.rows.get_nowait())
+                except queue.Empty:
+                    break
+            ended = values[-1] is None
             requests = []
-            for b, seq in enumerate(sequences):
-                requests += [pending(segment, b, final=True) for segment in seq.add_row(value[b], in_prompt=False)]
-                if seq.segment is not None:
-                    requests.append(pending(seq.segment, b, final=False))
+            for value in values[:-1] if ended else values:
+                if value.dim() == 3:  # the prompt
+                    sequences = [_SequenceFrames(fmt) for _ in range(value.shape[0])]
+                    for b, seq in enumerate(sequences):
+                        for row in value[b]:
+                            seq.add_row(row, in_prompt=True)
+                        seq.end_prompt()
+                    continue
+                for b, seq in enumerate(sequences):
+                    closed = seq.add_row(value[b], in_prompt=False)
+                    requests += [pending(segment, b, final=True) for segment in closed]
+            if not ended:
+                requests += [
+                    pending(seq.segment, b, final=False) for b, seq in enumerate(sequences) if seq.segment is not None
+                ]
             yield from decode_all([request for request in requests if request is not None])
         if failure:
             raise failure[0]

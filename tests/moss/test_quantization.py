@@ -98,8 +98,8 @@ def _sized_model(family: str):
     audio = dict(n_vq=4, audio_vocab_size=128)
     if family == "delay":
         return CodecTTSDelayForConditionalGeneration(CodecTTSDelayConfig(text_config=text, **audio))
-    config = CodecTTSLocalConfig(text_config=text, local_hidden_size=128, local_num_layers=2,
-                                 local_intermediate_size=256, adapter_intermediate_size=128, pad_token_id=0, **audio)  # fmt: skip
+    sizes = dict(local_hidden_size=128, local_num_layers=2, local_intermediate_size=256, adapter_intermediate_size=128)
+    config = CodecTTSLocalConfig(text_config=text, pad_token_id=0, **sizes, **audio)
     return CodecTTSLocalForConditionalGeneration(config)
 
 
