@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 
@@ -72,6 +74,42 @@ def test_stream_continuation_skips_the_given_prefix(tiny, family):
     conversation = [processor.build_user_message(text="Go on"), processor.build_assistant_message([prefix])]
     inputs = processor([conversation], mode="continuation")
     assert _check_stream_equals_offline(model, processor, inputs, chunk_frames=2) >= 1
+
+
+@pytest.mark.parametrize("family", ["delay", "local"])
+@pytest.mark.parametrize("mode", ["generation", "continuation"])
+def test_a_backlog_is_decoded_in_one_codec_call(tiny, family, mode, monkeypatch):
+    """Rows that queue up while the consumer is busy are decoded together (one streaming codec call instead of one
+    per chunk) and still handed out as chunks of at most ``chunk_frames`` frames equal to the offline waveform."""
+    tokenizer, codec, delay, local = tiny
+    model = delay if family == "delay" else local
+    processor = CodecTTSProcessor.from_model_config(model.config, tokenizer, codec)
+    conversation = [processor.build_user_message(text="Hi there")]
+    if mode == "continuation":
+        prefix = torch.randint(0, codec.config.codebook_size, (3, model.config.n_vq))
+        conversation.append(processor.build_assistant_message([prefix]))
+    inputs = processor([conversation], mode=mode)
+
+    generated, stream_calls = threading.Event(), []
+    real_generate, real_decode = model.generate, codec.decode
+
+    def generate(*args, **kwargs):
+        try:
+            return real_generate(*args, **kwargs)
+        finally:
+            generated.set()
+
+    def decode(codes, **kwargs):
+        if "streaming_state" in kwargs:
+            stream_calls.append(codes.shape[-1])
+            if len(stream_calls) == 1:  # a busy consumer: every later row is queued before it comes back
+                assert generated.wait(60)
+        return real_decode(codes, **kwargs)
+
+    monkeypatch.setattr(model, "generate", generate)
+    monkeypatch.setattr(codec, "decode", decode)
+    assert _check_stream_equals_offline(model, processor, inputs, chunk_frames=1) == 1
+    assert len(stream_calls) == 2 and stream_calls[1] > 1, stream_calls
 
 
 def test_stream_rejects_bad_arguments(tiny):
