@@ -11,6 +11,9 @@ scale per output row (per table row for embeddings) everywhere: about 0.25x the 
 Precision: per-row int8 of an embedding table is a lookup of rows quantised independently; of a head, one scale per
 vocabulary row. The greedy tokens agree with float32 as often with the heads and embeddings quantised as without
 (benchmarks/README.md); ``embeddings=False`` / ``heads=False`` keep them in the load dtype where that matters.
+Speed: torchao's int8 tensor dequantises the *whole* table for an ``nn.Embedding`` lookup (0.8 s per call for a
+155,648 x 768 table on one CPU core); :func:`embedding_lookup` and :func:`linear_rows` gather the int8 rows and their
+scales first, which gives the same numbers for the price of the rows asked for.
 The codec is a separate model and is never quantised by this config.
 """
 
@@ -20,6 +23,7 @@ import re
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 _HEAD_NAME = re.compile(r"(^|[._])lm_heads?(\.\d+)?$")  # lm_head, audio_lm_head, lm_heads.3
 
@@ -67,4 +71,34 @@ def int8_weight_only_config(config, *, embeddings: bool = True, heads: bool = Tr
     return TorchAoConfig(FqnToConfig({name: per_module for name in names}), modules_to_not_convert=[])
 
 
-__all__ = ["int8_weight_only_config", "quantizable_modules"]
+def _is_per_row_int8(weight: torch.Tensor) -> bool:
+    """torchao's Int8Tensor with one scale per row: rows can be gathered (``weight[rows]``) before dequantising."""
+    if type(weight).__name__ != "Int8Tensor" or not type(weight).__module__.startswith("torchao"):
+        return False
+    block = getattr(weight, "block_size", None)
+    return weight.dim() == 2 and block is not None and list(block) == [1, weight.shape[1]]
+
+
+def row_indexable(weight: torch.Tensor) -> bool:
+    """Whether ``weight[rows]`` gives the exact rows of ``weight`` (plain tensors, per-row int8 from torchao); packed
+    formats (4-bit, bitsandbytes) are not, and callers fall back to the whole weight."""
+    return type(weight) in (torch.Tensor, nn.Parameter) or _is_per_row_int8(weight)
+
+
+def embedding_lookup(embedding: nn.Embedding, ids: torch.Tensor) -> torch.Tensor:
+    """``embedding(ids)``, dequantising only the looked-up rows of a per-row int8 table (same values)."""
+    weight = embedding.weight
+    if not _is_per_row_int8(weight):
+        return embedding(ids)
+    rows = weight[ids.reshape(-1)].dequantize()
+    return rows.reshape(*ids.shape, rows.shape[-1])
+
+
+def linear_rows(linear: nn.Linear, hidden: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``linear(hidden)[..., rows]`` computing only those output rows where the weight allows it."""
+    if linear.bias is None and row_indexable(linear.weight):
+        return F.linear(hidden, linear.weight[rows])
+    return linear(hidden)[..., rows]
+
+
+__all__ = ["embedding_lookup", "int8_weight_only_config", "linear_rows", "quantizable_modules", "row_indexable"]

@@ -30,6 +30,7 @@ from transformers.utils import ModelOutput
 
 from ...configuration.moss.delay import CodecTTSDelayConfig
 from ..compat import backbone_cache_kwargs, output_cache, resolve_cache
+from ..quantization import embedding_lookup, linear_rows
 from .generation_delay import CodecTTSDelayGenerationMixin
 
 __all__ = [
@@ -190,11 +191,11 @@ class CodecTTSDelayForConditionalGeneration(CodecTTSDelayGenerationMixin, CodecT
 
     def embed_input_ids(self, input_ids: torch.LongTensor) -> torch.Tensor:
         """``[B, T, 1 + N]`` token matrix -> ``[B, T, H]`` summed text + audio embeddings."""
-        text = self.model.embed_tokens(input_ids[..., 0])
+        text = embedding_lookup(self.model.embed_tokens, input_ids[..., 0])
         # codebook j uses rows j*A .. j*A + A - 1 of the fused table (computed here, not a buffer: meta-device loading
         # would leave a non-persistent buffer uninitialised)
         offsets = torch.arange(self.config.n_vq, device=input_ids.device) * self.config.audio_num_embeddings
-        audio = self.audio_embed_tokens(input_ids[..., 1:] + offsets).sum(dim=-2)
+        audio = embedding_lookup(self.audio_embed_tokens, input_ids[..., 1:] + offsets).sum(dim=-2)
         return text + audio
 
     def forward(
@@ -277,10 +278,8 @@ class CodecTTSDelayForConditionalGeneration(CodecTTSDelayGenerationMixin, CodecT
             hidden = outputs.last_hidden_state[:, keep]
             if text_head_rows is None:
                 logits = self.lm_head(hidden)
-            elif type(self.lm_head.weight) in (torch.Tensor, nn.Parameter):  # only these rows: [B, kept, len(rows)]
-                logits = F.linear(hidden, self.lm_head.weight[text_head_rows])
-            else:  # a quantized head (tensor subclass): the whole head, then the rows
-                logits = self.lm_head(hidden)[..., text_head_rows]
+            else:  # only these rows: [B, kept, len(rows)] (a packed quantized head: the whole head, then the rows)
+                logits = linear_rows(self.lm_head, hidden, text_head_rows)
             audio_logits = self.audio_lm_head(hidden)
             audio_logits = audio_logits.view(*audio_logits.shape[:-1], self.config.n_vq, -1)
         else:

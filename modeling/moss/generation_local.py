@@ -46,6 +46,7 @@ from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 from ..compat import CACHE_KWARG, cache_from_kwargs
 from ..prompt_checks import check_prompt
+from ..quantization import embedding_lookup
 from ..stop_flag import LaggedStopFlag
 from ..token_selection import ChannelSampling, select_tokens
 from .generation_settings import DEFAULT_MAX_NEW_TOKENS, audio_do_sample, prepare_sampling_config
@@ -239,7 +240,8 @@ class CodecTTSLocalGenerationMixin(GenerationMixin):
                 column.scatter_(-1, token.unsqueeze(-1), True)
             tokens.append(token)
             if channel < n_codebooks:
-                local_in = self.local_input_adapter(self.model.embed_tokens[channel](token)).unsqueeze(1)
+                embedded = embedding_lookup(self.model.embed_tokens[channel], token)
+                local_in = self.local_input_adapter(embedded).unsqueeze(1)
         return torch.stack(tokens, dim=1)
 
     def backbone_step(

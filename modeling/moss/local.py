@@ -37,6 +37,7 @@ from transformers.utils import ModelOutput
 
 from ...configuration.moss.local import CodecTTSLocalConfig
 from ..compat import backbone_cache_kwargs, output_cache, resolve_cache
+from ..quantization import embedding_lookup
 from .generation_local import CodecTTSLocalGenerationMixin
 from .local_transformer import CodecTTSLocalTransformer
 
@@ -184,9 +185,9 @@ class CodecTTSLocalModel(CodecTTSLocalPreTrainedModel):
         Channels beyond ``K`` are ignored (what "variable bitrate" inference means for this model).
         """
         k = resolve_n_vq(n_vq_for_inference, self.config)
-        embeds = self.embed_tokens[0](input_ids[..., 0])
+        embeds = embedding_lookup(self.embed_tokens[0], input_ids[..., 0])
         for c in range(1, k + 1):
-            embeds = embeds + self.embed_tokens[c](input_ids[..., c])
+            embeds = embeds + embedding_lookup(self.embed_tokens[c], input_ids[..., c])
         return embeds
 
     def forward(
@@ -263,7 +264,8 @@ class CodecTTSLocalForConditionalGeneration(CodecTTSLocalPreTrainedModel, CodecT
         for k in range(self.config.n_vq):
             target = labels[..., k]
             keep = (target != IGNORE_INDEX).unsqueeze(-1)
-            parts.append(self.model.embed_tokens[k](target.clamp(min=0)) * keep.to(backbone_hidden.dtype))
+            embedded = embedding_lookup(self.model.embed_tokens[k], target.clamp(min=0))
+            parts.append(embedded * keep.to(backbone_hidden.dtype))
         return torch.stack(parts, dim=2)
 
     def forward(

@@ -70,13 +70,23 @@ def test_int8_weight_only_loading(family, tmp_path):
     assert torch.equal(first_got[:, ids.shape[1], 0], first_want[:, ids.shape[1], 0])
 
 
-def test_delay_with_a_quantized_text_head_keeps_the_shortcut_exact(tmp_path):
-    """Everything int8, the text head included: the row-subset decode step falls back to the whole (quantized) head."""
+@pytest.mark.parametrize("recipe", ["linear layers", "everything"])
+def test_delay_with_a_quantized_text_head_keeps_the_shortcut_exact(recipe, tmp_path):
+    """The text head in int8 too: the decode step computes only the allowed rows of the int8 head (int8 rows and
+    their scales gathered first) and gives the same tokens and scores as the whole-head path."""
+    from codectts.modeling.quantization import int8_weight_only_config
+
     convert_checkpoint(GOLDEN / "moss_tts_delay" / "model", tmp_path / "converted")
+    if recipe == "everything":
+        config = CodecTTSDelayForConditionalGeneration.config_class.from_pretrained(tmp_path / "converted")
+        quantization = int8_weight_only_config(config)
+    else:
+        quantization = TorchAoConfig(Int8WeightOnlyConfig(), modules_to_not_convert=[])
     model = CodecTTSDelayForConditionalGeneration.from_pretrained(
-        tmp_path / "converted", quantization_config=TorchAoConfig(Int8WeightOnlyConfig(), modules_to_not_convert=[])
+        tmp_path / "converted", quantization_config=quantization
     ).eval()
     assert type(model.lm_head.weight) is not torch.nn.Parameter
+    assert (type(model.audio_embed_tokens.weight) is torch.nn.Parameter) == (recipe != "everything")
     data = load_file(GOLDEN / "moss_tts_delay" / "outputs_eager.safetensors")
     ids, mask = data["prompt_AC.input_ids"], data["prompt_AC.attention_mask"].long()
     common = {"max_new_tokens": 20, "return_dict_in_generate": True, "output_scores": True, **GREEDY}
@@ -162,3 +172,27 @@ def test_int8_everything_keeps_the_golden_first_token(family, tmp_path):
         first_want = full.generate(ids, attention_mask=mask, max_new_tokens=2, **GREEDY)
         first_got = quantized.generate(ids, attention_mask=mask, max_new_tokens=2, **GREEDY)
     assert torch.equal(first_got[:, ids.shape[1], 0], first_want[:, ids.shape[1], 0])
+
+
+def test_int8_lookups_gather_rows_before_dequantising(monkeypatch):
+    """embedding_lookup / linear_rows give exactly what the int8 modules give, dequantising only the rows asked for
+    (torchao's own embedding dequantises the whole table at every lookup)."""
+    from torchao.quantization import quantize_
+
+    from codectts.modeling.quantization import embedding_lookup, linear_rows
+
+    torch.manual_seed(0)
+    table, head = torch.nn.Embedding(3000, 32), torch.nn.Linear(32, 3000, bias=False)
+    quantize_(table, Int8WeightOnlyConfig(), filter_fn=lambda module, name: True)
+    quantize_(head, Int8WeightOnlyConfig())
+    ids, hidden, rows = torch.randint(0, 3000, (2, 5, 3)), torch.randn(2, 4, 32), torch.arange(64, 96)
+    with torch.no_grad():
+        want_rows, want_embedding = head(hidden)[..., rows], table(ids)
+        kind = type(table.weight)
+        shapes, dequantize = [], kind.dequantize
+        monkeypatch.setattr(
+            kind, "dequantize", lambda self, *a, **k: shapes.append(tuple(self.shape)) or dequantize(self, *a, **k)
+        )
+        assert torch.equal(embedding_lookup(table, ids), want_embedding)
+        assert torch.equal(linear_rows(head, hidden, rows), want_rows)
+    assert shapes == [(ids.numel(), 32)]
