@@ -10,6 +10,7 @@ same generation settings and seed.
     python benchmarks/streaming.py                       # tiny models, batch 1 and 4, chunks of 1 and 4 frames
     python benchmarks/streaming.py --batch 1 --chunk-frames 2 --max-new-tokens 120
     python benchmarks/streaming.py --size big --threads 1 --batch 1 --max-new-tokens 64
+    python benchmarks/streaming.py --size big --device cuda --dtype bfloat16 --batch 1 8 --max-new-tokens 256
 """
 
 from __future__ import annotations
@@ -58,15 +59,26 @@ def build_big_models(families):
     return tokenizer, codec, delay, local
 
 
-def run(families, batches, chunk_sizes, max_new_tokens: int, size: str = "tiny", repeats: int = 1) -> list[dict]:
+def run(
+    families,
+    batches,
+    chunk_sizes,
+    max_new_tokens: int,
+    size: str = "tiny",
+    repeats: int = 1,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> list[dict]:
     tokenizer, codec, delay, local = build_tiny_models(seed=0) if size == "tiny" else build_big_models(families)
+    codec = codec.to(device)  # the codec stays float32 (its quantizer looks codes up in float32)
+    delay, local = (m.to(device=device, dtype=dtype) if m is not None else None for m in (delay, local))
     rows = []
     for family in families:
         model = delay if family == "delay" else local
         processor = CodecTTSProcessor.from_model_config(model.config, tokenizer, codec)
         kwargs = dict(do_sample=True, max_new_tokens=max_new_tokens, sequence_bias=speaking_bias(model.config))
         for batch in batches:
-            inputs = _inputs(processor, batch, reference=size == "tiny")
+            inputs = _inputs(processor, batch, reference=size == "tiny").to(device)
             if size != "tiny":  # warm-up (first calls allocate)
                 list(stream_speech(model, processor, inputs, chunk_frames=1, **dict(kwargs, max_new_tokens=2)))
             # Offline and streaming runs alternate (same host load for both); each keeps its best of `repeats`.
@@ -112,12 +124,23 @@ def main() -> None:
     parser.add_argument("--chunk-frames", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--max-new-tokens", type=int, default=60)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"], help="generators' dtype")
     parser.add_argument("--size", default="tiny", choices=["tiny", "big"])
     parser.add_argument("--repeats", type=int, default=1, help="best of N (offline and streaming alternate)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = run(args.family, args.batch, args.chunk_frames, args.max_new_tokens, args.size, args.repeats)
+    rows = run(
+        args.family,
+        args.batch,
+        args.chunk_frames,
+        args.max_new_tokens,
+        args.size,
+        args.repeats,
+        args.device,
+        getattr(torch, args.dtype),
+    )
     print(
         f"\n{'family':<7}{'batch':>6}{'chunk':>6}{'first audio s':>15}{'stream total s':>16}{'audio s':>9}"
         f"{'offline total s':>17}{'stream/offline':>16}"
