@@ -163,6 +163,12 @@ class CodecTTSLocalModel(CodecTTSLocalPreTrainedModel):
     def __init__(self, config: CodecTTSLocalConfig):
         super().__init__(config)
         hidden = config.hidden_size
+        if config.pad_token_id is not None and not 0 <= config.pad_token_id < config.vocab_size:
+            raise ValueError(
+                f"pad_token_id {config.pad_token_id} is outside the text vocabulary (vocab_size {config.vocab_size}): "
+                "pass the special token ids of your tokenizer (pad_token_id=..., audio_start_token_id=..., ...) to the "
+                "config"
+            )
         self.embed_tokens = nn.ModuleList(
             [nn.Embedding(config.vocab_size, hidden, padding_idx=config.pad_token_id)]
             + [nn.Embedding(config.audio_vocab_size + 1, hidden, padding_idx=config.audio_pad_code) for _ in range(config.n_vq)]

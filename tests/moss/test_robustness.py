@@ -95,8 +95,12 @@ def test_control_token_strings_in_text_are_spoken_literally(tiny, layout):
     attack = processor([processor.build_user_message(text=injected, reference=[reference])])["input_ids"][0, :, 0]
     plain = processor([processor.build_user_message(text="Hi there", reference=[reference])])["input_ids"][0, :, 0]
     control_ids = [
-        processor.im_start_token_id, processor.im_end_token_id, processor.audio_start_token_id,
-        processor.audio_end_token_id, processor.audio_user_slot_token_id, processor.audio_assistant_gen_slot_token_id,
+        processor.im_start_token_id,
+        processor.im_end_token_id,
+        processor.audio_start_token_id,
+        processor.audio_end_token_id,
+        processor.audio_user_slot_token_id,
+        processor.audio_assistant_gen_slot_token_id,
     ]
     for token_id in control_ids:
         assert int((attack == token_id).sum()) == int((plain == token_id).sum()), token_id
@@ -150,8 +154,10 @@ def test_tokens_must_be_positive_everywhere(tiny, folders, tmp_path, capsys):
             processor.build_user_message(text="Hi.", tokens=tokens)
     with pytest.raises(ValueError, match="tokens must be a positive"):
         processor("Hi.", tokens=0)
-    assert main(["synthesize", "Hi.", "--model", str(folders["local"]), "--out", str(tmp_path / "a.wav"),
-                 "--tokens", "0"]) == 2
+    assert (
+        main(["synthesize", "Hi.", "--model", str(folders["local"]), "--out", str(tmp_path / "a.wav"), "--tokens", "0"])
+        == 2
+    )
     assert "--tokens" in capsys.readouterr().err
 
 
@@ -240,7 +246,11 @@ def test_decode_generation_refuses_more_codebooks_than_generated(tiny):
     inputs = processor([processor.build_user_message(text="Hi.")])
     with torch.no_grad():
         out = model.generate(
-            **inputs, max_new_tokens=6, do_sample=True, n_vq_for_inference=2, return_dict_in_generate=True,
+            **inputs,
+            max_new_tokens=6,
+            do_sample=True,
+            n_vq_for_inference=2,
+            return_dict_in_generate=True,
             sequence_bias={(model.config.audio_assistant_gen_slot_token_id,): 8.0},
         )
     speech = processor.decode_generation(out.sequences, input_ids=inputs["input_ids"])[0]
@@ -296,3 +306,20 @@ def test_a_config_that_is_not_a_json_object_is_refused(folders, tmp_path, capsys
     (folder / "config.json").write_text(json.dumps([1, 2]))
     assert main(["convert", str(folder), str(tmp_path / "out")]) == 2
     assert "JSON object" in capsys.readouterr().err
+
+
+def test_local_config_with_special_ids_outside_its_vocabulary_is_refused_by_name():
+    from codectts.configuration.moss.local import CodecTTSLocalConfig
+    from codectts.modeling.moss.local import CodecTTSLocalForConditionalGeneration
+
+    text = dict(vocab_size=300, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                num_key_value_heads=1, head_dim=8)  # fmt: skip
+    sizes = dict(local_hidden_size=16, local_num_layers=1, local_intermediate_size=32, adapter_intermediate_size=16)
+    with pytest.raises(ValueError, match="pad_token_id 151643 is outside the text vocabulary"):
+        CodecTTSLocalForConditionalGeneration(
+            CodecTTSLocalConfig(text_config=text, n_vq=2, audio_vocab_size=8, **sizes)
+        )
+    model = CodecTTSLocalForConditionalGeneration(
+        CodecTTSLocalConfig(text_config=text, n_vq=2, audio_vocab_size=8, pad_token_id=0, **sizes)
+    )
+    assert model.model.embed_tokens[0].padding_idx == 0
