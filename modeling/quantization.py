@@ -28,12 +28,13 @@ from torch.nn import functional as F
 _HEAD_NAME = re.compile(r"(^|[._])lm_heads?(\.\d+)?$")  # lm_head, audio_lm_head, lm_heads.3
 
 
-def quantizable_modules(config, *, embeddings: bool = True, heads: bool = True) -> list[str]:
-    """Names of the ``nn.Linear`` / ``nn.Embedding`` modules of the model built from ``config`` to store in int8."""
+def quantizable_modules(config, *, embeddings: bool = True, heads: bool = True, model_class=None) -> list[str]:
+    """Names of the ``nn.Linear`` / ``nn.Embedding`` modules of the model built from ``config`` to store in int8
+    (``model_class``: the class ``from_pretrained`` will be called on; default: what ``AutoModel`` maps it to)."""
     from transformers import AutoModel
 
     with torch.device("meta"):  # names only: no memory, no initialisation cost
-        model = AutoModel.from_config(config)
+        model = AutoModel.from_config(config) if model_class is None else model_class(config)
     names = []
     for name, module in model.named_modules():
         if isinstance(module, nn.Embedding) and not embeddings:
@@ -45,13 +46,15 @@ def quantizable_modules(config, *, embeddings: bool = True, heads: bool = True) 
     return names
 
 
-def int8_weight_only_config(config, *, embeddings: bool = True, heads: bool = True):
+def int8_weight_only_config(config, *, embeddings: bool = True, heads: bool = True, model_class=None):
     """A ``TorchAoConfig`` storing every linear layer and embedding table of the generator in int8 (weight-only).
 
     Args:
         config: the generator's config (``AutoConfig.from_pretrained(folder)`` after ``import codectts``).
         embeddings: also the embedding tables (text and audio); ``False`` keeps them in the load dtype.
         heads: also the output heads (text and audio); ``False`` keeps them in the load dtype.
+        model_class: the class you will call ``from_pretrained`` on, when it is not the one ``AutoModel`` maps the
+            config to (module names differ between a base model and its generation head).
 
     Returns:
         ``transformers.TorchAoConfig`` for ``from_pretrained(..., quantization_config=...)``. Needs ``torchao >= 0.15``
@@ -66,7 +69,7 @@ def int8_weight_only_config(config, *, embeddings: bool = True, heads: bool = Tr
     from transformers import TorchAoConfig
 
     per_module = Int8WeightOnlyConfig()
-    names = quantizable_modules(config, embeddings=embeddings, heads=heads)
+    names = quantizable_modules(config, embeddings=embeddings, heads=heads, model_class=model_class)
     # modules_to_not_convert=[]: transformers would otherwise keep the output head whatever the names say
     return TorchAoConfig(FqnToConfig({name: per_module for name in names}), modules_to_not_convert=[])
 

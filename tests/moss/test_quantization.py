@@ -196,3 +196,18 @@ def test_int8_lookups_gather_rows_before_dequantising(monkeypatch):
         assert torch.equal(embedding_lookup(table, ids), want_embedding)
         assert torch.equal(linear_rows(head, hidden, rows), want_rows)
     assert shapes == [(ids.numel(), 32)]
+
+
+def test_int8_weight_only_config_for_another_model_class(tmp_path):
+    """Module names follow the class loaded: the backbone-only Local model has no ``model.`` prefix and no heads."""
+    from codectts.modeling.moss.local import CodecTTSLocalModel
+    from codectts.modeling.quantization import int8_weight_only_config
+
+    torch.manual_seed(0)
+    _sized_model("local").save_pretrained(tmp_path)
+    config = CodecTTSLocalForConditionalGeneration.config_class.from_pretrained(tmp_path)
+    backbone = CodecTTSLocalModel.from_pretrained(
+        tmp_path, quantization_config=int8_weight_only_config(config, model_class=CodecTTSLocalModel)
+    )
+    layers = [m for m in backbone.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Embedding))]
+    assert layers and all(type(m.weight) is not torch.nn.Parameter for m in layers)
