@@ -35,6 +35,8 @@ from audio_tokenizer import PeakMemory
 
 BIG_TEXT = {"vocab_size": 155648, "hidden_size": 768, "intermediate_size": 2048, "num_hidden_layers": 12,
                 "num_attention_heads": 12, "num_key_value_heads": 4, "head_dim": 64}  # fmt: skip
+BIG_LOCAL = {"local_num_layers": 4, "local_hidden_size": 768, "local_intermediate_size": 2048,
+             "adapter_intermediate_size": 1024}  # fmt: skip
 
 
 def delay_config(size: str):
@@ -54,9 +56,7 @@ def local_config(size: str):
 
     if size != "big":
         return benchmark_config(size)
-    config = CodecTTSLocalConfig(text_config=BIG_TEXT, local_num_layers=4, local_hidden_size=768,
-                                 local_intermediate_size=2048, adapter_intermediate_size=1024, n_vq=32,
-                                 audio_vocab_size=1024)  # fmt: skip
+    config = CodecTTSLocalConfig(text_config=BIG_TEXT, n_vq=32, audio_vocab_size=1024, **BIG_LOCAL)
     config.audio_end_token_id = config.vocab_size  # unreachable: every run lasts exactly the asked frames
     return config
 

@@ -33,7 +33,7 @@ def _inputs(processor, batch: int, reference: bool = True):
 
 def build_big_models(families):
     """The tiny tokenizer (ids fit any vocabulary), the released-layout codec and the big generators of run.py."""
-    from run import BIG_TEXT
+    from run import BIG_LOCAL, BIG_TEXT
 
     from codectts.configuration.moss.audio_tokenizer import CodecTTSAudioTokenizerConfig
     from codectts.configuration.moss.delay import CodecTTSDelayConfig
@@ -53,8 +53,7 @@ def build_big_models(families):
     if "delay" in families:
         delay = CodecTTSDelayForConditionalGeneration(CodecTTSDelayConfig(text_config=BIG_TEXT, **audio, **ids)).eval()
     if "local" in families:
-        config = CodecTTSLocalConfig(text_config=BIG_TEXT, local_num_layers=4, local_hidden_size=768,
-                                     local_intermediate_size=2048, adapter_intermediate_size=1024, **audio, **ids)  # fmt: skip
+        config = CodecTTSLocalConfig(text_config=BIG_TEXT, **BIG_LOCAL, **audio, **ids)
         local = CodecTTSLocalForConditionalGeneration(config).eval()
     return tokenizer, codec, delay, local
 
